@@ -1,0 +1,318 @@
+"""OpenAI-compatible chat client: validated endpoint settings, timeouts, bounded retries, disk cache.
+
+Used by the SGCD summarizer and the LLM user simulator, from the local trainer and the verl
+plugin alike. Any server that speaks ``POST /v1/chat/completions`` works (OpenAI, a local vLLM
+or llama.cpp server, ...).
+
+Retries are done here rather than by the ``openai`` client (which is built with
+``max_retries=0``): the client's own backoff starts at 0.5 s and cannot be set, while a
+trainer wants it configurable (and tests want it tiny). The per-request timeout is the
+``openai`` client's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["ChatClient", "Completion", "LLMEndpoint", "LLMError"]
+
+_ROLES = ("system", "user", "assistant", "tool")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Key sent when the key variable is unset: local servers usually accept any key.
+DUMMY_API_KEY = "sgcd-no-key"
+
+
+class LLMError(RuntimeError):
+    """A chat request failed (timeout, connection, HTTP status, malformed answer); one-line reason."""
+
+
+class LLMEndpoint(BaseModel):
+    """Settings of one OpenAI-compatible endpoint (validated at construction).
+
+    The API key is never stored here: ``api_key_env`` names the environment variable that
+    holds it. When that variable is unset a dummy key is sent, which local servers accept.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str
+    """Server root including the API prefix, e.g. ``http://127.0.0.1:8000/v1``."""
+    model: str
+    """Model name sent with every request."""
+    api_key_env: str = "SGCD_LLM_API_KEY"
+    """Name of the environment variable holding the API key (ours)."""
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """Per-attempt timeout in seconds."""
+    max_retries: int = Field(default=3, ge=0, le=20)
+    """Retries after the first attempt, on timeouts, connection errors, HTTP 408/409/429/5xx."""
+    backoff_s: float = Field(default=1.0, ge=0, le=60)
+    """Sleep before retry r (0-based) is ``min(backoff_s·2^r, max_backoff_s)``."""
+    max_backoff_s: float = Field(default=30.0, ge=0, le=600)
+    """Cap of one backoff sleep (a server's Retry-After is honoured up to this cap)."""
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    """Sampling temperature."""
+    max_tokens: int = Field(default=1024, ge=1, le=1_000_000)
+    """Maximum number of tokens in the answer."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        v = v.strip()
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(
+                f"base_url must start with http:// or https:// and name a host, got {v!r} "
+                "(e.g. http://127.0.0.1:8000/v1)"
+            )
+        return v.rstrip("/")
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("model must be a non-empty model name")
+        return v.strip()
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_env(cls, v: str) -> str:
+        if not _ENV_NAME.match(v):
+            raise ValueError(
+                f"api_key_env must be an environment variable NAME (letters, digits, _), got {v!r}"
+            )
+        return v
+
+    def api_key(self) -> str | None:
+        """The key from the environment, or None when the variable is unset or empty."""
+        return os.environ.get(self.api_key_env) or None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer: its text, whether it came from the cache, and HTTP attempts made (0 if cached)."""
+
+    text: str
+    cached: bool
+    attempts: int
+    key: str
+    finish_reason: str | None = None
+
+
+def _check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if not messages:
+        raise ValueError("messages must be a non-empty list of chat messages.")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping):
+            raise ValueError(f"messages[{i}] must be a dict, got {type(m).__name__}.")
+        if m.get("role") not in _ROLES:
+            raise ValueError(
+                f"messages[{i}]['role'] is {m.get('role')!r}; allowed: {', '.join(_ROLES)}."
+            )
+        if not isinstance(m.get("content"), str):
+            raise ValueError(f"messages[{i}]['content'] must be a string.")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ChatClient:
+    """Chat completions with timeouts, bounded retries with backoff and a content-hash cache.
+
+    ``complete(messages)`` returns the assistant's text or raises :class:`LLMError`.
+    With ``cache_dir`` set, answers are stored under
+    ``cache_dir/<key[:2]>/<key>.json``, key = sha256 of the canonical JSON of
+    ``{model, messages, temperature, max_tokens, seed}`` (the URL is not part of the key, so a
+    cache can be shared between mirrors of one model). Writes are atomic (temp file +
+    ``os.replace``), so a crash never leaves a half-written entry; an unreadable entry is a miss.
+
+    Counters: ``calls`` (``complete`` calls), ``cache_hits``, ``attempts`` (HTTP requests sent),
+    ``retries``, ``errors`` (calls that raised).
+    """
+
+    def __init__(
+        self,
+        endpoint: LLMEndpoint,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.endpoint = endpoint
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._sleep = sleep
+        self._key_missing = endpoint.api_key() is None
+        self._client = openai.OpenAI(
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key() or DUMMY_API_KEY,
+            timeout=endpoint.timeout_s,
+            max_retries=0,
+        )
+        self.calls = self.cache_hits = self.attempts = self.retries = self.errors = 0
+
+    # ---- cache --------------------------------------------------------------------------
+
+    def cache_key(self, messages: Sequence[Mapping[str, Any]], *, seed: int | None = None) -> str:
+        """sha256 hex of the canonical request: model, messages, temperature, max_tokens, seed."""
+        material = {
+            "model": self.endpoint.model,
+            "messages": _check_messages(messages),
+            "temperature": self.endpoint.temperature,
+            "max_tokens": self.endpoint.max_tokens,
+            "seed": seed,
+        }
+        blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def _cache_path(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.json"
+
+    def _cache_get(self, key: str) -> str | None:
+        path = self._cache_path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        text = entry.get("text") if isinstance(entry, dict) else None
+        return text if isinstance(text, str) else None
+
+    def _cache_put(self, key: str, text: str, messages: list[dict[str, Any]]) -> None:
+        path = self._cache_path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"model": self.endpoint.model, "text": text, "messages": messages,
+                 "created": time.time()}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(entry, fh, ensure_ascii=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def evict(self, key: str) -> bool:
+        """Remove a cached answer (e.g. one that failed to parse); True if one was removed."""
+        path = self._cache_path(key)
+        if path is None or not path.is_file():
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def complete(self, messages: Sequence[Mapping[str, Any]], *, seed: int | None = None) -> str:
+        """The assistant's answer to ``messages`` (cached when possible); raises LLMError."""
+        return self.request(messages, seed=seed).text
+
+    def request(
+        self, messages: Sequence[Mapping[str, Any]], *, seed: int | None = None
+    ) -> Completion:
+        """Like :meth:`complete` but returns a :class:`Completion` with cache/attempt details."""
+        clean = _check_messages(messages)
+        key = self.cache_key(clean, seed=seed)
+        self.calls += 1
+        cached = self._cache_get(key)
+        if cached is not None:
+            self.cache_hits += 1
+            return Completion(text=cached, cached=True, attempts=0, key=key)
+        try:
+            text, finish, attempts = self._send(clean, seed)
+        except LLMError:
+            self.errors += 1
+            raise
+        self._cache_put(key, text, clean)
+        return Completion(text=text, cached=False, attempts=attempts, key=key,
+                          finish_reason=finish)
+
+    def _where(self) -> str:
+        return f"{self.endpoint.base_url} (model {self.endpoint.model})"
+
+    def _send(self, messages: list[dict[str, Any]], seed: int | None) -> tuple[str, str | None, int]:
+        ep = self.endpoint
+        extra: dict[str, Any] = {} if seed is None else {"seed": seed}
+        attempt = 0
+        while True:
+            attempt += 1
+            self.attempts += 1
+            retry_after: float | None = None
+            try:
+                resp = self._client.chat.completions.create(
+                    model=ep.model, messages=messages,  # type: ignore[arg-type]
+                    temperature=ep.temperature, max_tokens=ep.max_tokens, **extra,
+                )
+            except openai.APITimeoutError:
+                reason = f"timed out after {ep.timeout_s:g} s"
+            except openai.APIConnectionError as exc:
+                reason = f"connection failed: {_one_line(exc.__cause__ or exc)}"
+            except openai.APIStatusError as exc:
+                reason = f"HTTP {exc.status_code}: {_one_line(exc.message)}"
+                if exc.status_code in (401, 403) and self._key_missing:
+                    reason += f" (the key variable {ep.api_key_env} is not set)"
+                if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
+                    raise LLMError(f"LLM request to {self._where()} failed: {reason}") from exc
+                retry_after = _retry_after(exc.response.headers)
+            except json.JSONDecodeError as exc:  # the body claims JSON but is not
+                raise LLMError(
+                    f"LLM request to {self._where()} got a malformed body (invalid JSON: {exc.msg})"
+                ) from exc
+            else:
+                text, finish = self._answer_text(resp)
+                return text, finish, attempt
+            if attempt > ep.max_retries:
+                raise LLMError(
+                    f"LLM request to {self._where()} failed after {attempt} attempt(s): {reason}"
+                )
+            self.retries += 1
+            delay = min(ep.backoff_s * 2 ** (attempt - 1), ep.max_backoff_s)
+            if retry_after is not None:
+                delay = min(max(delay, retry_after), ep.max_backoff_s)
+            self._sleep(delay)
+
+    def _answer_text(self, resp: Any) -> tuple[str, str | None]:
+        """Extract choices[0].message.content, or raise LLMError naming what was missing."""
+        if isinstance(resp, str):  # openai returns the raw text for non-JSON bodies
+            raise LLMError(
+                f"LLM request to {self._where()} got a malformed body (not JSON): "
+                f"{_one_line(resp, 80)!r}"
+            )
+        choices = getattr(resp, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise LLMError(f"LLM request to {self._where()} got a malformed body (no choices).")
+        message = getattr(choices[0], "message", None)
+        content = getattr(message, "content", None)
+        if not isinstance(content, str):
+            raise LLMError(
+                f"LLM request to {self._where()} got no text content in choices[0].message."
+            )
+        finish = getattr(choices[0], "finish_reason", None)
+        return content, finish if isinstance(finish, str) else None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or a numeric ``retry-after`` header, else None."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(float(value) * scale, 0.0)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,238 @@
+"""LLM user simulator: an OpenAI-compatible model role-plays the customer of a τ³ task.
+
+Implements the env's ``UserSimulator`` protocol (docs/architecture.md):
+``reset(task, seed) -> str`` gives the first user message and ``respond(messages) -> str`` the
+next one; a reply containing ``###STOP###``, ``###TRANSFER###`` or ``###OUT-OF-SCOPE###`` ends
+the episode. The system prompt is our own wording built from the task's
+``user_scenario.instructions`` (``reason_for_call``, ``known_info``, ``unknown_info``,
+``task_instructions``, ``domain``; τ³-bench task format, sierra-research/tau2-bench).
+
+Roles are flipped for the simulator: the agent's messages are sent as ``user`` and the
+simulated customer's earlier messages as ``assistant``. Tool results and tool-call markup are
+never shown to the simulated customer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .client import ChatClient, LLMError
+
+__all__ = [
+    "END_MARKERS",
+    "OUT_OF_SCOPE",
+    "STOP",
+    "TRANSFER",
+    "LLMUser",
+    "scenario_fields",
+    "simulator_messages",
+    "user_system_prompt",
+]
+
+STOP = "###STOP###"
+TRANSFER = "###TRANSFER###"
+OUT_OF_SCOPE = "###OUT-OF-SCOPE###"
+END_MARKERS = (STOP, TRANSFER, OUT_OF_SCOPE)
+
+#: The agent's opening line the simulator answers first (the env's conversation starts with
+#: the customer's message, so this greeting is only part of the simulator's view).
+DEFAULT_GREETING = "Hi! How can I help you today?"
+
+_FIELDS = ("domain", "reason_for_call", "known_info", "unknown_info", "task_instructions")
+TRANSFER_TOOL = "transfer_to_human_agents"
+#: What the customer is shown when the agent calls :data:`TRANSFER_TOOL` (the call itself is not).
+TRANSFER_NOTE = "[The agent has transferred you to a human agent.]"
+_TOOL_BLOCK = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
+
+
+def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def scenario_fields(task: Any) -> dict[str, str | None]:
+    """The user-scenario fields of a τ³ task.
+
+    Accepts ``sgcd_envs.tau3_airline.Task`` (its ``instructions`` dict) or upstream's raw task
+    (dict or object with ``user_scenario.instructions`` and ``user_scenario.persona``). The
+    instructions are a mapping/object with the five fields, or a plain string (which becomes
+    ``task_instructions``).
+
+    Raises:
+        ValueError: the task has no user-scenario instructions.
+    """
+    scenario = _get(task, "user_scenario")
+    instructions = _get(scenario, "instructions") if scenario is not None else None
+    if instructions is None:
+        instructions = _get(task, "instructions")
+    if instructions is None:
+        raise ValueError(
+            f"task {_get(task, 'id')!r} has no user-scenario instructions (task.instructions or "
+            "task.user_scenario.instructions); the LLM user needs "
+            "a τ³-style user scenario (reason_for_call, known_info, task_instructions, ...)."
+        )
+    if isinstance(instructions, str):
+        out: dict[str, str | None] = {f: None for f in _FIELDS}
+        out["task_instructions"] = instructions
+    else:
+        out = {f: _get(instructions, f) for f in _FIELDS}
+    out["persona"] = _get(scenario, "persona") if scenario is not None else None
+    return {k: (str(v).strip() or None) if v is not None else None for k, v in out.items()}
+
+
+def user_system_prompt(task: Any) -> str:
+    """Our system prompt that makes a chat model play the customer of ``task``."""
+    f = scenario_fields(task)
+    domain = f["domain"] or "customer-service"
+    parts = [
+        f"You are role-playing a customer who is chatting with a {domain} customer-service "
+        "agent. The agent is an AI assistant; you are the human customer. Stay in this role "
+        "for the whole conversation and never act as the agent.",
+        "",
+        "YOUR SCENARIO",
+    ]
+    labels = (
+        ("persona", "Who you are"),
+        ("reason_for_call", "Why you are getting in touch"),
+        ("known_info", "What you know"),
+        ("unknown_info", "What you do not know"),
+        ("task_instructions", "How to behave"),
+    )
+    for name, label in labels:
+        if f[name]:
+            parts += [f"{label}:", f[name], ""]
+    parts += [
+        "GUIDELINES",
+        "- Write only the customer's next chat message: short and natural, no role labels, "
+        "no descriptions of actions.",
+        "- Share details (names, ids, dates, numbers) only when the agent needs them, and only "
+        "details from your scenario. Never invent ids, numbers or facts; if asked for "
+        "something you do not know, say so.",
+        "- Keep to the behaviour described in your scenario even if the agent pushes back.",
+        "- Do not do the agent's work for it and do not suggest tools or system actions.",
+        f"- When your request has been dealt with, or the agent has made clear it cannot be, "
+        f"and you have nothing left to ask, reply with {STOP} alone.",
+        f"- If the agent hands you over to a human agent, reply with {TRANSFER} alone.",
+        f"- If the agent needs something your scenario gives you no basis to answer and the "
+        f"conversation cannot go on without it, reply with {OUT_OF_SCOPE} alone.",
+    ]
+    return "\n".join(parts)
+
+
+def _agent_visible_text(message: Mapping[str, Any]) -> str:
+    """What the customer sees of an agent message: its text without tool-call markup.
+
+    A call of :data:`TRANSFER_TOOL` adds :data:`TRANSFER_NOTE` (a real customer notices the
+    hand-over); other calls are invisible.
+    """
+    content = message.get("content") or ""
+    if not isinstance(content, str):
+        content = " ".join(p.get("text", "") for p in content if isinstance(p, Mapping))
+    content = _TOOL_BLOCK.sub("", content).strip()
+    if content.startswith("{"):
+        try:
+            obj = json.loads(content)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and "name" in obj and "arguments" in obj:  # bare JSON call
+            content = ""
+    names = [(c.get("function") or c).get("name") for c in message.get("tool_calls") or []
+             if isinstance(c, Mapping)]
+    if TRANSFER_TOOL in names:
+        content = f"{content}\n\n{TRANSFER_NOTE}".strip()
+    return content
+
+
+def simulator_messages(
+    system_prompt: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    greeting: str = DEFAULT_GREETING,
+) -> list[dict[str, str]]:
+    """The simulator's view of the conversation, roles flipped.
+
+    agent (``assistant``) → ``user``; customer (``user``) → ``assistant``; ``tool`` and
+    ``system`` messages and tool-call markup are dropped (a transfer call shows as
+    :data:`TRANSFER_NOTE`); consecutive messages of one role are
+    joined with a blank line (templates that need alternating roles). ``greeting`` is put
+    first as the agent's opening line unless the conversation already opens with the agent.
+    """
+    out: list[dict[str, str]] = [{"role": "system", "content": system_prompt}]
+    flipped: list[tuple[str, str]] = []
+    for msg in messages:
+        role = msg.get("role")
+        if role == "assistant":
+            text = _agent_visible_text(msg)
+            if text:
+                flipped.append(("user", text))
+        elif role == "user":
+            content = msg.get("content") or ""
+            flipped.append(("assistant", content if isinstance(content, str) else str(content)))
+    if not flipped or flipped[0][0] != "user":
+        flipped.insert(0, ("user", greeting))
+    for role, text in flipped:
+        if out[-1]["role"] == role:
+            out[-1]["content"] += "\n\n" + text
+        else:
+            out.append({"role": role, "content": text})
+    return out
+
+
+class LLMUser:
+    """User simulator backed by an OpenAI-compatible chat model (``UserSimulator`` protocol).
+
+    ``name`` (``"llm:<model>"``) labels results, as the env's protocol asks.
+
+    Args:
+        client: the chat client (its endpoint's temperature applies; a cache makes replays
+            of identical conversations free and deterministic).
+        greeting: the agent's opening line shown to the simulator before its first message.
+        send_seed: send the episode seed with each request (servers that support ``seed``
+            then sample reproducibly; it is also part of the cache key).
+    """
+
+    def __init__(
+        self, client: ChatClient, *, greeting: str = DEFAULT_GREETING, send_seed: bool = True
+    ) -> None:
+        self.client = client
+        self.greeting = greeting
+        self.send_seed = send_seed
+        self.name = f"llm:{client.endpoint.model}"
+        self._system: str | None = None
+        self._seed: int | None = None
+
+    def reset(self, task: Any, seed: int | None = None) -> str:
+        """Start an episode for ``task``; returns the customer's first message."""
+        self._system = user_system_prompt(task)
+        self._seed = seed
+        return self._ask([])
+
+    def respond(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The customer's reply to the conversation so far (env's view, roles unflipped).
+
+        Raises:
+            RuntimeError: ``reset`` was not called.
+            ValueError: the conversation does not end with something the agent said.
+            LLMError: the request failed or the answer was empty.
+        """
+        if self._system is None:
+            raise RuntimeError("LLMUser.respond() called before reset(task, seed).")
+        return self._ask(messages)
+
+    def _ask(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        assert self._system is not None
+        view = simulator_messages(self._system, messages, greeting=self.greeting)
+        if view[-1]["role"] != "user":
+            raise ValueError(
+                "LLMUser.respond(): the conversation must end with an agent message that has "
+                "text for the customer (tool calls and tool results are not shown)."
+            )
+        seed = self._seed if self.send_seed else None
+        text = self.client.complete(view, seed=seed).strip()
+        if not text:
+            raise LLMError(f"LLM user ({self.client.endpoint.model}) returned an empty message.")
+        return text

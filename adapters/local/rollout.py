@@ -1,0 +1,264 @@
+"""Multi-turn rollouts of a transformers causal LM through sgcd_envs tool-use environments.
+
+All episodes of a batch (G siblings × B tasks) advance turn by turn in lockstep: each turn
+the active episodes are sampled together, in one batch, on top of the shared system-prompt
+prefix whose KV cache is computed once per call and expanded to the batch (never recomputed
+per sibling). Every episode keeps the model's exact generated token ids and a loss mask that
+is 1 on generated tokens and 0 on everything the environment or the user wrote.
+
+When re-tokenising the rendered conversation does not extend the tokens we already hold (a
+re-tokenisation drift, the most reported bug class in agent-RL trainers), the episode keeps
+its exact tokens and records the turn and the first differing token in
+``Episode.retokenization_mismatches`` (template drift in ``template_mismatches``) instead of
+masking or crashing silently.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .prompting import ChatRenderer
+
+
+@dataclass
+class Episode:
+    """One finished (or cut) multi-turn episode of one task."""
+
+    task_id: str
+    group: int
+    suffix_ids: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    """The conversation as the policy saw it (assistant turns are the raw generated text)."""
+    env_messages: list[dict[str, Any]] = field(default_factory=list)
+    """The env's own record (assistant tool calls parsed, tool results with call ids)."""
+    reward: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+    generated_tokens: int = 0
+    turns: int = 0
+    done: bool = False
+    retokenization_mismatches: list[tuple[int, int]] = field(default_factory=list)
+    """(turn, first differing token) where re-tokenising the rendered conversation does not
+    reproduce the held tokens (e.g. a sampled non-canonical split); the held tokens are kept."""
+    template_mismatches: list[tuple[int, int]] = field(default_factory=list)
+    rendered_suffix: str = field(default="", repr=False)
+    """The chat-template text that ``suffix_ids`` encode (kept in step with them)."""
+    """(turn, first differing character) where the chat template re-rendered an earlier turn."""
+
+    @property
+    def category(self) -> str:
+        return str(self.info.get("category", ""))
+
+    @property
+    def write_calls(self) -> int:
+        return int(self.info.get("write_calls", 0))
+
+    @property
+    def termination(self) -> str:
+        return str(self.info.get("termination", "cut"))
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """Name of the KV-cache argument of ``model.forward`` (``cache`` from transformers 5.2x,
+    ``past_key_values`` before)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache of a forward's output (``cache`` from transformers 5.2x)."""
+    return out.cache if "cache" in out.keys() else out.past_key_values
+
+
+def prefix_cache(model: torch.nn.Module, prefix_ids: Sequence[int], *, grad: bool = False):
+    """Run the shared prefix once (batch 1) and return its KV cache.
+
+    With ``grad=True`` the cache stays in the autograd graph, so a loss on the suffix
+    back-propagates through the prefix exactly as if each sequence had been run in full.
+    """
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(prefix_ids)], device=device)
+    with torch.set_grad_enabled(grad):
+        out = model(input_ids=ids, use_cache=True)
+    return output_cache(out)
+
+
+def _expand_cache(cache, n: int):
+    """A fresh cache holding the prefix ``n`` times (the input cache is left untouched)."""
+    from transformers import DynamicCache
+
+    fresh = DynamicCache()
+    for layer_idx, layer in enumerate(cache.layers):
+        fresh.update(layer.keys.expand(n, *layer.keys.shape[1:]),
+                     layer.values.expand(n, *layer.values.shape[1:]), layer_idx)
+    return fresh
+
+
+@torch.no_grad()
+def sample_continuations(
+    model: torch.nn.Module,
+    cache,
+    prefix_len: int,
+    suffixes: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Sample one continuation per suffix on top of the shared prefix cache.
+
+    Suffixes of different lengths are right-aligned against the prefix; the gap is masked
+    out of attention and positions are counted over attended tokens only, so each row sees
+    exactly ``prefix + suffix``. Sampling is ancestral at ``temperature`` (0 = greedy); a row
+    stops after emitting any of ``stop_ids`` (which is kept) or ``max_new_tokens`` tokens.
+    """
+    device = next(model.parameters()).device
+    n = len(suffixes)
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((n, width), pad_id, dtype=torch.long, device=device)
+    attn = torch.zeros((n, prefix_len + width), dtype=torch.long, device=device)
+    attn[:, :prefix_len] = 1
+    for i, s in enumerate(suffixes):
+        ids[i, width - len(s):] = torch.tensor(list(s), device=device)
+        attn[i, prefix_len + width - len(s):] = 1
+    kv = _expand_cache(cache, n)
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+    key = cache_kwarg(model)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, **{key: kv})
+    stop = torch.tensor(list(stop_ids), device=device)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    generated: list[list[int]] = [[] for _ in range(n)]
+    next_pos = positions[:, -1:] + 1
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1, :].float()
+        if temperature > 0:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            token = logits.argmax(-1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        for i in torch.nonzero(~finished).flatten().tolist():
+            generated[i].append(int(token[i]))
+        finished |= torch.isin(token, stop)
+        if bool(finished.all()):
+            break
+        attn = torch.cat([attn, torch.ones((n, 1), dtype=attn.dtype, device=device)], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=attn, position_ids=next_pos,
+                    use_cache=True, **{key: output_cache(out)})
+        next_pos = next_pos + 1
+    return generated
+
+
+@dataclass
+class RolloutEngine:
+    """Runs G siblings of each task through fresh environments, batched turn by turn."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    renderer: ChatRenderer
+    make_env: Callable[[], Any]
+    max_new_tokens: int = 64
+    max_turns: int = 4
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        eos = self.tokenizer.eos_token_id
+        self.stop_ids = [eos] if isinstance(eos, int) else list(eos)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.stop_ids[0]
+
+    def run(self, task_ids: Sequence[str], group_size: int, *, seed: int) -> tuple[list[Episode], dict[str, float]]:
+        """Roll out ``group_size`` siblings of every task; episodes come back grouped by task."""
+        started = time.perf_counter()
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        cache = prefix_cache(self.model, self.renderer.prefix_ids)
+        prefix_len = len(self.renderer.prefix_ids)
+        episodes: list[Episode] = []
+        envs = []
+        for g, task_id in enumerate(task_ids):
+            for k in range(group_size):
+                env = self.make_env()
+                obs, info = env.reset(seed=seed * 1_000_003 + g * 101 + k, options={"task_id": task_id})
+                ep = Episode(task_id=str(task_id), group=g, messages=list(obs), env_messages=list(obs), info=dict(info))
+                text = self.renderer.suffix(ep.messages)
+                ep.suffix_ids = self.renderer.encode(text)
+                ep.loss_mask = [0] * len(ep.suffix_ids)
+                ep.rendered_suffix = text
+                episodes.append(ep)
+                envs.append(env)
+        for turn in range(self.max_turns):
+            active = [i for i, ep in enumerate(episodes) if not ep.done]
+            if not active:
+                break
+            outs = sample_continuations(
+                self.model, cache, prefix_len, [episodes[i].suffix_ids for i in active],
+                max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids, pad_id=self.pad_id,
+                temperature=self.temperature, generator=sample_generator(generator),
+            )
+            for i, gen in zip(active, outs):
+                self._advance(episodes[i], envs[i], gen, turn)
+        for ep, env in zip(episodes, envs):
+            if not ep.done:  # out of turns: the episode is cut (reward 0, as a truncation)
+                ep.info.setdefault("termination", "max_turns")
+            env.close()
+        wall = time.perf_counter() - started
+        gen_tokens = sum(ep.generated_tokens for ep in episodes)
+        return episodes, {"rollout_s": wall, "generated_tokens": gen_tokens,
+                          "tokens_per_s": gen_tokens / max(wall, 1e-9)}
+
+    def _advance(self, ep: Episode, env: Any, gen: list[int], turn: int) -> None:
+        ended_on_stop = bool(gen) and gen[-1] in self.stop_ids
+        content_ids = gen[:-1] if ended_on_stop else gen
+        content = self.tokenizer.decode(content_ids, skip_special_tokens=True)
+        gen_text = self.tokenizer.decode(gen, skip_special_tokens=False)
+        ep.suffix_ids += gen
+        ep.loss_mask += [1] * len(gen)
+        ep.generated_tokens += len(gen)
+        ep.turns += 1
+        obs, reward, terminated, truncated, info = env.step(content)
+        ep.messages.append({"role": "assistant", "content": content})
+        new_env_messages = obs[len(ep.env_messages) + 1:]  # after the env's own assistant record
+        ep.messages += new_env_messages
+        ep.env_messages = list(obs)
+        ep.info.update(info)
+        if terminated or truncated:
+            ep.done = True
+            ep.reward = float(reward)
+            return
+        held = ep.rendered_suffix + gen_text
+        text = self.renderer.suffix(ep.messages)
+        if text.startswith(held):
+            delta = text[len(held):]
+        else:  # the template re-renders the assistant turn differently: keep our tokens
+            closing = self.renderer.suffix(ep.messages[: len(ep.messages) - len(new_env_messages)],
+                                          add_generation_prompt=False)
+            delta = text[len(closing):]
+            if not ended_on_stop:
+                delta = self.tokenizer.decode(self.stop_ids[:1]) + delta
+            ep.template_mismatches.append((turn, _first_difference(text, held)))
+        delta_ids = self.renderer.encode(delta)
+        ep.suffix_ids += delta_ids
+        ep.loss_mask += [0] * len(delta_ids)
+        ep.rendered_suffix = held + delta
+        retokenized = self.renderer.encode(text)
+        if retokenized != ep.suffix_ids:
+            first = next((j for j, (a, b) in enumerate(zip(retokenized, ep.suffix_ids)) if a != b),
+                         min(len(retokenized), len(ep.suffix_ids)))
+            ep.retokenization_mismatches.append((turn, first))
+
+
+def sample_generator(parent: torch.Generator) -> torch.Generator:
+    """A child generator seeded from ``parent`` (keeps per-turn sampling reproducible)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=parent))
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def _first_difference(a: str, b: str) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

