@@ -66,3 +66,14 @@ def positive_mask(name: str, mask: torch.Tensor, like: torch.Tensor) -> torch.Te
     if bool((m < 0).any()):
         raise ShapeError(f"{name} must be non-negative (a 0/1 response mask)")
     return m
+
+
+def paired_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    """Student and teacher logits: the same (..., V) shape and finite."""
+    if student_logits.shape != teacher_logits.shape:
+        raise ShapeError(
+            f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+            f"{tuple(teacher_logits.shape)} must have the same shape (..., V)"
+        )
+    finite("student_logits", student_logits)
+    finite("teacher_logits", teacher_logits)

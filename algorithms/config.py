@@ -118,10 +118,11 @@ class SGCDConfig:
     """Teacher weights: the current policy (no grad) or an EMA of it (ours; SPEC §3.5c allows both)."""
     ema_rate: float = 0.05
     """EMA rate when teacher="ema" (SDPO reference code's teacher_update_rate)."""
-    chunk_size: int = 256
-    """Tokens per chunk in the divergence computation (ours; see benchmarks/divergence.py)."""
-    vocab_chunk_size: int | None = None
-    """Vocabulary slice for the streaming log-sum-exp, None = whole vocabulary per chunk (ours)."""
+    chunk_size: int = 1024
+    """Tokens per chunk in the divergence computation (ours; benchmarks/divergence.py)."""
+    vocab_chunk_size: int | None = 8192
+    """Vocabulary slice for the streaming log-sum-exp; None = whole vocabulary per chunk (ours:
+    fastest and smallest of the measured settings on CPU, benchmarks/divergence.py)."""
     divergence_backend: str = "auto"
     """Divergence implementation: auto, chunked, naive or a registered fused kernel (ours)."""
 

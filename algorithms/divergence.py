@@ -241,6 +241,10 @@ def reverse_kl_and_entropy(
     docstring for the equations. Source: SGCD digest (features); computation ours.
     """
     if backend == "auto":
+        if student_hidden.is_cuda and "fused" not in _BACKENDS:
+            from algorithms import fused_divergence  # registers itself only where Triton + CUDA work
+
+            fused_divergence.register()
         backend = "fused" if (student_hidden.is_cuda and "fused" in _BACKENDS) else "chunked"
     if backend not in _BACKENDS:
         import difflib
@@ -264,13 +268,7 @@ def reverse_kl_and_entropy_from_logits(
     ``D = Σ_v p_S (log p_S − log p_T)``, ``H = −Σ_v p_S log p_S``; float32, detached; rows in
     chunks of ``chunk_size`` (only float32 copies of one chunk are made). Source: definition.
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ShapeError(
-            f"student_logits {tuple(student_logits.shape)} and teacher_logits "
-            f"{tuple(teacher_logits.shape)} must have the same shape (..., V)"
-        )
-    _checks.finite("student_logits", student_logits)
-    _checks.finite("teacher_logits", teacher_logits)
+    _checks.paired_logits(student_logits, teacher_logits)
     lead, v = student_logits.shape[:-1], student_logits.shape[-1]
     zs_all, zt_all = student_logits.reshape(-1, v), teacher_logits.reshape(-1, v)
     n = zs_all.shape[0]

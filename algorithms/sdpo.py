@@ -76,13 +76,7 @@ def generalized_jsd_topk(
     is detached; top-k ids are chosen without gradient). Source: SDPO reference code
     (``compute_self_distillation_loss``, full_logit_distillation with ``distillation_topk``).
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ShapeError(
-            f"student_logits {tuple(student_logits.shape)} and teacher_logits "
-            f"{tuple(teacher_logits.shape)} must have the same shape (..., V)"
-        )
-    _checks.finite("student_logits", student_logits)
-    _checks.finite("teacher_logits", teacher_logits)
+    _checks.paired_logits(student_logits, teacher_logits)
     if not (0.0 <= alpha <= 1.0):
         raise ShapeError(f"alpha must be in [0, 1], got {alpha!r}")
     if topk is not None and (int(topk) != topk or topk < 1):

@@ -12,6 +12,12 @@ register_env(
     entry_point="sgcd_envs.tau3_airline.env:Tau3AirlineEnv",
     description="τ³-bench airline (50 tasks, DB × communicate reward)",
 )
+register_env(
+    "sgcd_envs/AppWorld-v0",
+    entry_point="sgcd_envs.appworld.env:AppWorldEnv",
+    description="AppWorld (appworld 0.1.3.post1, own venv + worker process)",
+    requires="the AppWorld venv (`sgcd-bench appworld setup`) and data ($APPWORLD_ROOT); tested in tests/appworld",
+)
 
 __all__ = ["ENVS", "ParsedAction", "ToolCall", "ToolUseEnv", "UnknownEnvError", "UserSimulator", "env_ids", "make",
            "parse_tool_calls", "register_env"]

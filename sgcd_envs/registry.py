@@ -21,19 +21,23 @@ class EnvEntry:
     entry_point: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    requires: str | None = None
+    """What the env needs beyond this package to be built with its defaults (e.g. AppWorld's own
+    venv and data); None = self-contained, so the shared test suite builds it directly."""
 
 
 ENVS: dict[str, EnvEntry] = {}
 """Registered sgcd env ids → entries (the shared test suite is parametrized over this)."""
 
 
-def register_env(env_id: str, entry_point: str, description: str = "", **kwargs: Any) -> None:
+def register_env(env_id: str, entry_point: str, description: str = "", *, requires: str | None = None,
+                 **kwargs: Any) -> None:
     """Register ``env_id`` (``sgcd_envs/<Name>-v<N>``) here and with ``gymnasium.register``."""
     if not env_id.startswith("sgcd_envs/"):
         raise ValueError(f"sgcd env ids live in the 'sgcd_envs/' namespace, got {env_id!r}")
     if env_id in ENVS:
         raise ValueError(f"env id {env_id!r} is already registered")
-    ENVS[env_id] = EnvEntry(env_id, entry_point, dict(kwargs), description)
+    ENVS[env_id] = EnvEntry(env_id, entry_point, dict(kwargs), description, requires)
     gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), disable_env_checker=True)
 
 

@@ -114,7 +114,9 @@ class LoadedModel:
 def load_model(spec: str | None, *, device: str = "cpu", cache_dir: Path | None = None) -> LoadedModel:
     """Load a causal LM and its tokenizer from a local folder (bf16 on CUDA, fp32 on CPU)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     path = resolve_model(spec, cache_dir)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -8,8 +8,8 @@ Two variants:
 
 - ``faithful``: the environment's full policy text and the full JSON tool schemas (the
   benchmark's setting; thousands of tokens for τ³-airline).
-- ``compact``: a stand-in for CPU runs — the policy text cut to ``compact_policy_chars``
-  and one signature line per tool. Runs that use it are labelled ``compact prompt`` in the
+- ``compact``: a stand-in for CPU runs — the policy text cut to ``compact_policy_chars``,
+  one signature line per tool and one short worked example. Runs that use it are labelled ``compact prompt`` in the
   output and the leaderboard; their numbers are not benchmark numbers.
 """
 
@@ -25,9 +25,22 @@ PromptVariant = Literal["faithful", "compact"]
 _CALL_FORMAT = (
     "To use a tool, reply with one or more blocks of the form\n"
     '<tool_call>{"name": "<tool name>", "arguments": {<JSON arguments>}}</tool_call>\n'
+    "for example\n"
+    '<tool_call>{"name": "get_user_details", "arguments": {"user_id": "sara_doe_496"}}</tool_call>\n'
     "Any text outside these blocks is sent to the user. Make at most the calls you need, "
-    "wait for their results, and answer the user in plain text."
+    "wait for their results, and answer the user in plain text. When the customer's request is "
+    "resolved, end your last message with ###STOP###."
 )
+
+
+_COMPACT_EXAMPLE = (
+    "# Example of a conversation\n"
+    "user: Hi, can you check the status of my reservation ZX81QP?\n"
+    'assistant: <tool_call>{"name": "get_reservation_details", "arguments": {"reservation_id": "ZX81QP"}}</tool_call>\n'
+    'tool: {"reservation_id": "ZX81QP", "status": "confirmed", "origin": "SFO", "destination": "JFK"}\n'
+    "assistant: Your reservation ZX81QP from SFO to JFK is confirmed. Is there anything else I can help you with?"
+)
+"""A worked exchange in the compact prompt (our own invented ids): small models copy its format."""
 
 
 def _tool_signature(schema: dict[str, Any]) -> str:
@@ -50,10 +63,12 @@ def system_prompt(
         tool_text = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
         policy_text = policy
     elif variant == "compact":
-        tool_text = "\n".join(_tool_signature(t) for t in tools)
+        tool_text = "\n".join(_tool_signature(t) for t in tools) + "\n\n" + _COMPACT_EXAMPLE
         policy_text = policy[:compact_policy_chars].rstrip() + "\n[policy shortened: compact prompt]"
     else:
         raise ValueError(f"prompt variant must be 'faithful' or 'compact', got {variant!r}")
+    if not tools:  # e.g. AppWorld: the env's own instructions say how to act (code blocks)
+        return policy_text
     return (
         "You are a customer service agent. Follow the policy below.\n\n"
         f"# Policy\n{policy_text}\n\n# Tools\n{tool_text}\n\n# Tool-call format\n{_CALL_FORMAT}"

@@ -131,7 +131,8 @@ def sample_continuations(
     kv = _expand_cache(cache, n)
     positions = (attn.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
     key = cache_kwarg(model)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, **{key: kv})
+    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **{key: kv})
     stop = torch.tensor(list(stop_ids), device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     generated: list[list[int]] = [[] for _ in range(n)]

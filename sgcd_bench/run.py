@@ -1,0 +1,307 @@
+"""Run orchestration for the CLI: build the pieces, train, evaluate, store, print.
+
+Wiring only: the math is in ``algorithms``, the loop in ``adapters.local.trainer``, the envs in
+``sgcd_envs``, the store and tables in ``leaderboards``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import sgcd_envs
+from adapters.local.model import LoadedModel, load_model
+from adapters.local.prompting import ChatRenderer, system_prompt
+from adapters.local.rollout import Episode, RolloutEngine
+from adapters.local.trainer import LocalTrainer, StepResult
+from leaderboards.collapse import COLLAPSE_FLAG, CollapseGuard, observe, point_from_episodes
+from leaderboards.store import EpisodeResult, ResultStore, git_commit
+from leaderboards.tables import DO_NOTHING
+
+from .presets import Preset
+
+DO_NOTHING_MESSAGE = "Thank you for contacting us. Is there anything else I can help you with?"
+"""What the do-nothing baseline agent says every turn: no tool call, a closing phrase."""
+
+
+class RunError(RuntimeError):
+    """A run could not start; the message says what to fix."""
+
+
+@dataclass
+class Pieces:
+    """What every method of one comparison shares (so the comparison stays matched)."""
+
+    preset: Preset
+    env_id: str
+    make_env: Callable[[str], Any]
+    """split → a fresh env (with this run's user simulator)."""
+    user_label: str
+    summarizer: Any
+    summarizer_label: str
+
+
+def user_factory(preset: Preset, llm_user_endpoint: Any | None) -> tuple[Callable[[], Any], str]:
+    """A fresh user simulator per episode: the scripted stand-in, or an LLM user."""
+    if llm_user_endpoint is not None:
+        from adapters.llm import ChatClient, LLMUser
+
+        client = ChatClient(llm_user_endpoint, cache_dir=None)
+        return (lambda: LLMUser(client)), f"llm:{llm_user_endpoint.model}"
+    from sgcd_envs.tau3_airline import ScriptedUser
+
+    turns = preset.scripted_user_turns
+    return (lambda: ScriptedUser(max_user_turns=turns)), "scripted-stand-in"
+
+
+def make_pieces(preset: Preset, env_id: str, *, llm_user: Any | None, llm_summarizer: Any | None,
+                cache_dir: Path) -> Pieces:
+    """Resolve the env id, the user simulator and the summarizer; fail early on bad input."""
+    if env_id not in sgcd_envs.env_ids():
+        sgcd_envs.make(env_id)  # raises UnknownEnvError with "Did you mean"
+    new_user, user_label = user_factory(preset, llm_user)
+    accepted = env_parameters(env_id)
+    if "user" not in accepted:
+        user_label = "none (env has no user)"
+
+    def make_env(split: str) -> Any:
+        kwargs: dict[str, Any] = {"split": split}
+        if "user" in accepted:
+            kwargs["user"] = new_user()
+        budget = "max_turns" if "max_turns" in accepted else "max_steps" if "max_steps" in accepted else None
+        if budget:
+            kwargs[budget] = preset.loop.max_turns
+        return sgcd_envs.make(env_id, **kwargs)
+
+    if llm_summarizer is not None:
+        from adapters.llm import ChatClient, LLMSummarizer
+
+        summarizer = LLMSummarizer(ChatClient(llm_summarizer, cache_dir=cache_dir / "llm"))
+        label = f"llm:{llm_summarizer.model}"
+    else:
+        from adapters.llm import OfflineSummarizer
+        from sgcd_envs.tau3_airline import WRITE_TOOLS
+
+        summarizer = OfflineSummarizer(write_tools=WRITE_TOOLS)
+        label = "offline-contrast (stand-in)"
+    return Pieces(preset, env_id, make_env, user_label, summarizer, label)
+
+
+def env_parameters(env_id: str) -> set[str]:
+    """Constructor parameters of a registered env (to pass only what it accepts)."""
+    import importlib
+    import inspect
+
+    import gymnasium
+
+    module, _, name = str(gymnasium.spec(env_id).entry_point).partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+def task_ids(make_env: Callable[[str], Any], split: str, limit: int | None) -> list[str]:
+    """Task ids of a split, in the env's order (first ``limit`` of them if given)."""
+    env = make_env(split)
+    inner = env.unwrapped
+    ids = list(inner.task_ids()) if hasattr(inner, "task_ids") else [t.id for t in inner.tasks]
+    env.close()
+    if not ids:
+        raise RunError(f"split {split!r} has no tasks")
+    return ids[:limit] if limit else ids
+
+
+def episode_result(ep: Episode, trial: int) -> EpisodeResult:
+    info = ep.info
+    category = info.get("category") if info.get("category") in ("action", "no_write") else None
+    return EpisodeResult(
+        task_id=ep.task_id, trial=trial, category=category, reward=float(ep.reward),
+        db_match=info.get("db_match"), communicate_match=info.get("communicate_match"),
+        write_calls=int(info.get("write_calls", 0)), turns=ep.turns, termination=ep.termination,
+    )
+
+
+def _results(episodes: Sequence[Episode]) -> list[EpisodeResult]:
+    trials: dict[str, int] = {}
+    out = []
+    for ep in episodes:
+        out.append(episode_result(ep, trials.get(ep.task_id, 0)))
+        trials[ep.task_id] = trials.get(ep.task_id, 0) + 1
+    return out
+
+
+def evaluate(engine: RolloutEngine, ids: Sequence[str], trials: int, *, seed: int) -> tuple[list[EpisodeResult], float, int]:
+    """Run every task ``trials`` times; returns (results, wall seconds, generated tokens)."""
+    engine.model.eval()
+    started = time.perf_counter()
+    episodes, info = engine.run(list(ids), trials, seed=seed)
+    return _results(episodes), time.perf_counter() - started, int(info["generated_tokens"])
+
+
+def run_do_nothing(pieces: Pieces, store: ResultStore, *, commit: str | None) -> int:
+    """Store the do-nothing baseline: one plain closing message per turn, no tool calls."""
+    preset = pieces.preset
+    ids = task_ids(pieces.make_env, preset.eval_split, preset.eval_tasks)
+    run_id = store.start_run(method=DO_NOTHING, env=pieces.env_id, split=preset.eval_split, model=None,
+                             user_simulator=pieces.user_label, summarizer=None, preset=preset.name,
+                             seed=preset.loop.seed, commit=commit, config=preset.summary())
+    started = time.perf_counter()
+    results = []
+    for task_id in ids:
+        for trial in range(preset.eval_trials):
+            env = pieces.make_env(preset.eval_split)
+            env.reset(seed=trial, options={"task_id": task_id})
+            done = False
+            info: dict[str, Any] = {}
+            turns = 0
+            while not done:
+                _, _, term, trunc, info = env.step(DO_NOTHING_MESSAGE)
+                turns += 1
+                done = term or trunc
+            results.append(EpisodeResult(task_id=task_id, trial=trial, category=info.get("category"),
+                                         reward=float(info.get("reward", 0.0)), db_match=info.get("db_match"),
+                                         communicate_match=info.get("communicate_match"),
+                                         write_calls=int(info.get("write_calls", 0)), turns=turns,
+                                         termination=str(info.get("termination", ""))))
+            env.close()
+    store.record_evaluation(run_id, 0, results, wall_s=time.perf_counter() - started, tokens=0)
+    store.finish_run(run_id, "finished")
+    return run_id
+
+
+def new_progress(console: Console) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+def train_method(
+    method: str,
+    base: LoadedModel,
+    pieces: Pieces,
+    store: ResultStore,
+    *,
+    console: Console,
+    out_dir: Path,
+    commit: str | None,
+    save_checkpoint: bool = False,
+    resume: Path | None = None,
+) -> int:
+    """Train one method from ``base`` (a copy; ``base`` is untouched), evaluate, store; run id."""
+    preset = pieces.preset
+    torch.manual_seed(preset.loop.seed)
+    model = copy.deepcopy(base.model)
+    engine = policy_engine(base, pieces, model, preset.train_split, preset.loop.temperature)
+    renderer = engine.renderer
+    trainer = LocalTrainer(model, base.tokenizer, engine, method=method, loop=preset.loop, grpo_cfg=preset.grpo,
+                           sampling_cfg=preset.sampling, sgcd_cfg=preset.sgcd, sdpo_cfg=preset.sdpo,
+                           summarizer=pieces.summarizer if method == "sgcd" else None,
+                           task_pool=task_ids(pieces.make_env, preset.train_split, None))
+    if resume is not None:
+        trainer.load(resume)
+    config = {**preset.summary(), "method": method, "prompt_tokens": len(renderer.prefix_ids)}
+    run_id = store.start_run(method=method, env=pieces.env_id, split=preset.eval_split, model=base.name,
+                             user_simulator=pieces.user_label,
+                             summarizer=pieces.summarizer_label if method == "sgcd" else None,
+                             preset=preset.name, seed=preset.loop.seed, commit=commit, config=config)
+    guard = CollapseGuard()
+    try:
+        with new_progress(console) as progress:
+            bar = progress.add_task(f"train {method}", total=preset.loop.steps, completed=trainer.step_idx,
+                                    status="")
+            while trainer.step_idx < preset.loop.steps:
+                result = trainer.step()
+                guard = _watch_collapse(guard, result, store, run_id, console)
+                progress.update(bar, advance=1, status=_status(result))
+            eval_bar = progress.add_task(f"eval  {method}", total=None, status=f"{preset.eval_split} split")
+            eval_engine = policy_engine(base, pieces, model, preset.eval_split, preset.eval_temperature)
+            ids = task_ids(pieces.make_env, preset.eval_split, preset.eval_tasks)
+            results, wall, tokens = evaluate(eval_engine, ids, preset.eval_trials, seed=10_000 + preset.loop.seed)
+            progress.update(eval_bar, total=len(results), completed=len(results),
+                            status=f"pass@1 {sum(r.reward >= 1 for r in results) / len(results):.3f}")
+        store.record_evaluation(run_id, trainer.step_idx, results, wall_s=wall, tokens=tokens)
+        if save_checkpoint:
+            path = trainer.save(out_dir / "checkpoints" / method)
+            console.print(f"checkpoint: {path}")
+    except BaseException:
+        store.finish_run(run_id, "failed")
+        raise
+    store.finish_run(run_id, "finished")
+    return run_id
+
+
+def _status(result: StepResult) -> str:
+    m = result.metrics
+    parts = [f"reward {m.get('rollout_reward_mean', 0):.2f}", f"kept {int(m.get('groups_kept', 0))}"]
+    if m.get("updated"):
+        parts.append(f"loss {m['loss']:+.4f}")
+    else:
+        parts.append("no mixed group: no update")
+    return " · ".join(parts)
+
+
+def _watch_collapse(guard: CollapseGuard, result: StepResult, store: ResultStore, run_id: int,
+                    console: Console) -> CollapseGuard:
+    """Feed the tool-use collapse guard with this step's rollouts; warn and flag the run."""
+    if not result.rollouts:
+        return guard
+    guard = observe(guard, point_from_episodes(result.step, _results(result.rollouts)))
+    if guard.verdict.flag:
+        console.print(f"[bold red]⚠ tool-use collapse[/] (step {result.step}): {guard.verdict.reason}")
+        store.flag_run(run_id, COLLAPSE_FLAG, guard.verdict.reason)
+    return guard
+
+
+def load_policy(model: str | None, preset: Preset, cache_dir: Path) -> LoadedModel:
+    device = preset.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError(f"preset '{preset.name}' wants device {device!r} but no CUDA device is available; "
+                       "use --preset cpu or --device cpu")
+    return load_model(model, device=device, cache_dir=cache_dir)
+
+
+def default_commit() -> str | None:
+    return git_commit(Path(__file__).resolve().parent.parent)
+
+
+def policy_engine(base: LoadedModel, pieces: Pieces, model: torch.nn.Module, split: str,
+                  temperature: float) -> RolloutEngine:
+    """A rollout engine for ``model`` on ``split`` with the preset's prompt and budgets."""
+    preset = pieces.preset
+    probe = pieces.make_env(split)
+    _, info = probe.reset(seed=0, options={"task_id": task_ids(pieces.make_env, split, 1)[0]})
+    probe.close()
+    renderer = ChatRenderer(base.tokenizer, system_prompt(info["policy"], info["tools"], variant=preset.prompt_variant))
+    return RolloutEngine(model, base.tokenizer, renderer, lambda: pieces.make_env(split),
+                         max_new_tokens=preset.loop.max_new_tokens, max_turns=preset.loop.max_turns,
+                         temperature=temperature)
+
+
+def evaluate_only(base: LoadedModel, pieces: Pieces, store: ResultStore, *, console: Console,
+                  commit: str | None) -> int:
+    """Evaluate ``base`` as it is (method 'eval'), store and return the run id."""
+    preset = pieces.preset
+    engine = policy_engine(base, pieces, base.model, preset.eval_split, preset.eval_temperature)
+    config = {**preset.summary(), "method": "eval", "prompt_tokens": len(engine.renderer.prefix_ids)}
+    run_id = store.start_run(method="eval", env=pieces.env_id, split=preset.eval_split, model=base.name,
+                             user_simulator=pieces.user_label, summarizer=None, preset=preset.name,
+                             seed=preset.loop.seed, commit=commit, config=config)
+    try:
+        with new_progress(console) as progress:
+            bar = progress.add_task("eval", total=None, status=f"{preset.eval_split} split")
+            ids = task_ids(pieces.make_env, preset.eval_split, preset.eval_tasks)
+            results, wall, tokens = evaluate(engine, ids, preset.eval_trials, seed=10_000 + preset.loop.seed)
+            progress.update(bar, total=len(results), completed=len(results))
+        store.record_evaluation(run_id, 0, results, wall_s=wall, tokens=tokens)
+    except BaseException:
+        store.finish_run(run_id, "failed")
+        raise
+    store.finish_run(run_id, "finished")
+    return run_id

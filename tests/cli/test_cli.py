@@ -1,0 +1,95 @@
+"""The real `sgcd-bench` app through typer's CliRunner: help, bad input, one tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sgcd_bench.cli import app
+from tests.local.helpers import tiny_llama
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+@pytest.mark.parametrize("command", ["compare", "train", "eval", "leaderboard", "envs", "inspect-credit",
+                                     "appworld"])
+def test_help(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_compare_help_documents_the_options():
+    out = invoke("compare", "--help").output
+    for option in ("--preset", "--model", "--summarizer-base-url", "--user-base-url", "--eval-trials", "--out"):
+        assert option in out
+
+
+def one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error:"), result.output
+    for needle in needles:
+        assert needle in result.output
+
+
+def test_unknown_method_suggests():
+    one_line_error(invoke("compare", "grpo", "sgdc"), "Unknown method 'sgdc'", "Did you mean 'sgcd'?")
+
+
+def test_unknown_preset():
+    one_line_error(invoke("compare", "grpo", "--preset", "cpuu"), "Unknown preset 'cpuu'", "Did you mean 'cpu'?")
+
+
+def test_missing_model(tmp_path):
+    one_line_error(invoke("train", "grpo", "--model", str(tmp_path / "nope"), "--out", str(tmp_path)),
+                   "no Hugging Face model folder")
+
+
+def test_bad_preset_value_fails_before_training(tmp_path):
+    one_line_error(invoke("compare", "grpo", "--group-size", "1", "--out", str(tmp_path)),
+                   "GRPOConfig.group_size = 1 is invalid")
+
+
+def test_unknown_env(tmp_path):
+    one_line_error(invoke("compare", "grpo", "--env", "tau3-airlin", "--out", str(tmp_path)),
+                   "Did you mean 'tau3-airline'?")
+
+
+def test_half_an_llm_endpoint(tmp_path):
+    one_line_error(invoke("compare", "sgcd", "--summarizer-base-url", "http://127.0.0.1:9/v1", "--out",
+                          str(tmp_path)), "go together")
+
+
+def test_leaderboard_without_results(tmp_path):
+    one_line_error(invoke("leaderboard", "--out", str(tmp_path)), "no results")
+
+
+def test_envs_lists_tau3():
+    result = invoke("envs")
+    assert result.exit_code == 0 and "sgcd_envs/Tau3Airline-v0" in result.output
+
+
+def test_compare_end_to_end_with_a_tiny_model(tmp_path, tokenizer):
+    model_dir = tmp_path / "tiny"
+    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "runs"
+    result = invoke("compare", "grpo", "sgcd", "sdpo", "--model", str(model_dir), "--out", str(out),
+                    "--steps", "1", "--group-size", "2", "--max-turns", "1", "--max-new-tokens", "3",
+                    "--eval-tasks", "2")
+    assert result.exit_code == 0, result.output
+    assert "leaderboard" in result.output and "baseline" in result.output and "reference" in result.output
+    export = tmp_path / "board.json"
+    listed = invoke("leaderboard", "--out", str(out), "--export", str(export))
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(export.read_text())
+    text = json.dumps(rows)
+    for method in ("grpo", "sgcd", "sdpo", "do-nothing"):
+        assert f'"{method}"' in text

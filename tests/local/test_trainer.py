@@ -1,0 +1,179 @@
+"""The local trainer on a tiny random model and the real τ³-airline env."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import gymnasium
+import pytest
+import torch
+
+from adapters.local.forward import collate, generated_hidden, pack, token_logp
+from adapters.local.rollout import prefix_cache, sample_continuations
+from adapters.local.trainer import LocalTrainer, LoopSettings
+from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
+from algorithms.credit_reference import CreditItem, CreditReference, StepRef
+from algorithms.divergence import register_divergence_backend
+
+from tests.local.helpers import NO_WRITE_TRAIN, CoinFlipUser, make_engine, tiny_llama
+
+
+class FixedReferenceSummarizer:
+    """TEST STAND-IN summarizer: the same small credit reference for every group."""
+
+    label = name = "fixed-test-stand-in"
+
+    def __init__(self) -> None:
+        self.calls = self.failures = self.cache_hits = 0
+
+    def reference(self, task_prompt, success, failures):
+        self.calls += 1
+        return CreditReference(items=(CreditItem(1, "decisive", StepRef(0, 1), "Ending the chat politely decided it."),),
+                               source=self.label)
+
+
+def make_trainer(model, tokenizer, method: str, *, seed: int = 0, sgcd_cfg: SGCDConfig | None = None):
+    engine = make_engine(model, tokenizer)
+    return LocalTrainer(
+        model, tokenizer, engine, method=method, loop=LoopSettings(steps=1, max_turns=2, max_new_tokens=6, seed=seed),
+        grpo_cfg=GRPOConfig(group_size=4, lr=1e-3), sampling_cfg=DynamicSamplingConfig(groups_per_batch=2, max_rounds=4),
+        sgcd_cfg=sgcd_cfg or SGCDConfig(chunk_size=64), sdpo_cfg=SDPOConfig(topk=20),
+        summarizer=FixedReferenceSummarizer(), task_pool=NO_WRITE_TRAIN,
+    )
+
+
+def test_sampler_matches_transformers_generate(tiny_model, tokenizer):
+    """Shared-prefix batched sampling (greedy) == HF generate on each full sequence."""
+    prefix = tokenizer("system prompt shared by all siblings", add_special_tokens=False)["input_ids"]
+    suffixes = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("short", "a much longer user turn here")]
+    cache = prefix_cache(tiny_model, prefix)
+    outs = sample_continuations(tiny_model, cache, len(prefix), suffixes, max_new_tokens=8, stop_ids=[-1],
+                                pad_id=0, temperature=0.0)
+    for suffix, out in zip(suffixes, outs):
+        ids = torch.tensor([prefix + suffix])
+        ref = tiny_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                                  eos_token_id=None, pad_token_id=0)[0, ids.shape[1]:].tolist()
+        assert out == ref
+
+
+def test_rollout_masks_only_generated_tokens(tiny_model, tokenizer):
+    engine = make_engine(tiny_model, tokenizer)
+    episodes, stats = engine.run(NO_WRITE_TRAIN[:2], 3, seed=1)
+    assert len(episodes) == 6 and stats["generated_tokens"] == sum(ep.generated_tokens for ep in episodes)
+    for ep in episodes:
+        assert len(ep.suffix_ids) == len(ep.loss_mask)
+        assert sum(ep.loss_mask) == ep.generated_tokens > 0
+        assert ep.termination in {"user_stop", "max_turns", "agent_stop", "too_many_errors"}
+        # the user's opening message lies in the unmasked (environment) part
+        first_generated = ep.loss_mask.index(1)
+        assert "reservation" in tokenizer.decode(ep.suffix_ids[:first_generated])
+
+
+def test_teacher_forced_logp_equals_full_forward(tiny_model, tokenizer):
+    """Prefix-cache + suffix log-probs == one plain forward over prefix + suffix."""
+    engine = make_engine(tiny_model, tokenizer)
+    episodes, _ = engine.run(NO_WRITE_TRAIN[:1], 2, seed=3)
+    batch = collate(episodes, pad_id=engine.pad_id)
+    prefix = engine.renderer.prefix_ids
+    with torch.no_grad():
+        hidden = generated_hidden(tiny_model, [prefix] * len(episodes), batch, grad=False)
+        logp = token_logp(tiny_model, hidden, batch.targets[batch.mask])
+        expected = []
+        for ep in episodes:
+            ids = torch.tensor([prefix + ep.suffix_ids])
+            full = torch.log_softmax(tiny_model(ids).logits[0, :-1].float(), -1)
+            tgt = ids[0, 1:]
+            lp = full.gather(-1, tgt[:, None])[:, 0][len(prefix) - 1:]
+            expected.append(lp[1:][torch.tensor(ep.loss_mask[1:], dtype=torch.bool)])
+    torch.testing.assert_close(logp, torch.cat(expected), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["grpo", "sgcd", "sdpo"])
+def test_each_method_trains(tiny_model, tokenizer, method):
+    trainer = make_trainer(tiny_model, tokenizer, method)
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    result = trainer.step()
+    m = result.metrics
+    assert m["updated"] == 1.0, m
+    assert m["groups_kept"] >= 1 and len({ep.group for ep in result.episodes}) == m["groups_kept"]
+    assert math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])
+    assert all(math.isfinite(v) for v in m.values() if isinstance(v, float))
+    assert any(not torch.equal(b, p) for b, p in zip(before, tiny_model.parameters()))
+    rewards = [ep.reward for ep in result.episodes]
+    assert 0.0 in rewards and 1.0 in rewards  # dynamic sampling kept only mixed groups
+    if method == "sgcd":
+        assert m["sgcd/groups_with_reference"] >= 1
+        w = trainer.last_credit_weights
+        assert bool((w >= 0.5 - 1e-6).all()) and bool((w <= 2.0 + 1e-6).all())
+        assert not w.requires_grad
+    if method == "sdpo":
+        assert trainer.teacher_model is not None
+        assert any(not torch.equal(t, p) for t, p in zip(before, trainer.teacher_model.parameters()))
+
+
+def test_sgcd_with_uniform_divergence_is_exactly_grpo(tokenizer):
+    """Constant divergence ⇒ w ≡ 1 ⇒ the SGCD update equals the GRPO+KL update bit for bit."""
+
+    def uniform(student_hidden, teacher_hidden, weight, **_):
+        n = student_hidden.shape[:-1]
+        return torch.full(n, 0.7), torch.full(n, 1.3)
+
+    register_divergence_backend("uniform-test", uniform, overwrite=True)
+    grpo_model, sgcd_model = tiny_llama(len(tokenizer), seed=5), tiny_llama(len(tokenizer), seed=5)
+    grpo_trainer = make_trainer(grpo_model, tokenizer, "grpo", seed=2)
+    sgcd_trainer = make_trainer(sgcd_model, tokenizer, "sgcd", seed=2,
+                                sgcd_cfg=SGCDConfig(divergence_backend="uniform-test"))
+    a, b = grpo_trainer.step(), sgcd_trainer.step()
+    assert a.metrics["updated"] == b.metrics["updated"] == 1.0
+    assert [ep.suffix_ids for ep in a.episodes] == [ep.suffix_ids for ep in b.episodes]
+    assert b.metrics["sgcd/groups_with_reference"] >= 1
+    assert bool((sgcd_trainer.last_credit_weights == 1).all())
+    assert a.metrics["loss"] == b.metrics["loss"]
+    for p, q in zip(grpo_model.parameters(), sgcd_model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_no_mixed_group_means_no_update(tiny_model, tokenizer):
+    trainer = make_trainer(tiny_model, tokenizer, "grpo")
+    trainer.engine.make_env = lambda: gymnasium.make("sgcd_envs/Tau3Airline-v0", split="train", max_turns=1,
+                                                     user=CoinFlipUser(p_stop=1.0))
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    result = trainer.step()
+    assert result.metrics["updated"] == 0.0 and result.metrics["groups_kept"] == 0
+    assert result.metrics["groups_dropped"] == result.metrics["groups_drawn"] > 0
+    assert all(torch.equal(b, p) for b, p in zip(before, tiny_model.parameters()))
+
+
+def test_checkpoint_roundtrip(tiny_model, tokenizer, tmp_path):
+    trainer = make_trainer(tiny_model, tokenizer, "sdpo")
+    trainer.step()
+    path = trainer.save(tmp_path)
+    fresh_model = copy.deepcopy(tiny_model)
+    for p in fresh_model.parameters():
+        torch.nn.init.zeros_(p) if p.ndim == 1 else torch.nn.init.normal_(p)
+    restored = make_trainer(fresh_model, tokenizer, "sdpo")
+    restored.load(tmp_path)
+    assert restored.step_idx == trainer.step_idx == 1
+    for p, q in zip(tiny_model.parameters(), fresh_model.parameters()):
+        assert torch.equal(p, q)
+    for p, q in zip(trainer.teacher_model.parameters(), restored.teacher_model.parameters()):
+        assert torch.equal(p, q)
+    assert path.name == "step_000001"
+    with pytest.raises(ValueError, match="written by method 'sdpo'"):
+        make_trainer(copy.deepcopy(tiny_model), tokenizer, "grpo").load(path)
+
+
+def test_packing_keeps_rows():
+    mask = torch.tensor([[0, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    values = torch.tensor([1.0, 2.0, 3.0])
+    packed, pmask = pack(values, mask)
+    assert packed.tolist() == [[1.0, 2.0], [3.0, 0.0], [0.0, 0.0]]
+    assert pmask.tolist() == [[True, True], [True, False], [False, False]]
+
+
+def test_loop_settings_validate():
+    with pytest.raises(ValueError, match="LoopSettings.steps"):
+        LoopSettings(steps=0)
+    with pytest.raises(ValueError, match="temperature"):
+        LoopSettings(temperature=0.0)
