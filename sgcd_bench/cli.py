@@ -211,7 +211,7 @@ def compare(
             run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=commit)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: finished results are kept in the store[/]")
-            raise typer.Exit(code=130)
+            raise typer.Exit(code=130) from None
         except Exception as err:  # one method failing must not lose the others' results
             console.print(f"[bold red]{method} failed:[/] {type(err).__name__}: {err}")
             failed.append(method)

@@ -151,7 +151,10 @@ def run_do_nothing(pieces: Pieces, store: ResultStore, *, commit: str | None) ->
     ids = task_ids(pieces.make_env, preset.eval_split, preset.eval_tasks)
     run_id = store.start_run(method=DO_NOTHING, env=pieces.env_id, split=preset.eval_split, model=None,
                              user_simulator=pieces.user_label, summarizer=None, preset=preset.name,
-                             seed=preset.loop.seed, commit=commit, config=preset.summary())
+                             seed=preset.loop.seed, commit=commit,
+                             config={"agent_message": DO_NOTHING_MESSAGE, "max_turns": preset.loop.max_turns,
+                                     "eval_trials": preset.eval_trials,
+                                     "scripted_user_turns": preset.scripted_user_turns})
     started = time.perf_counter()
     results = []
     for task_id in ids:
@@ -212,14 +215,17 @@ def train_method(
                              summarizer=pieces.summarizer_label if method == "sgcd" else None,
                              preset=preset.name, seed=preset.loop.seed, commit=commit, config=config)
     guard = CollapseGuard()
+    updates = episodes_rolled = 0
     try:
         with new_progress(console) as progress:
             bar = progress.add_task(f"train {method}", total=preset.loop.steps, completed=trainer.step_idx,
                                     status="")
             while trainer.step_idx < preset.loop.steps:
                 result = trainer.step()
+                updates += int(result.metrics.get("updated", 0))
+                episodes_rolled += len(result.rollouts)
                 guard = _watch_collapse(guard, result, store, run_id, console)
-                progress.update(bar, advance=1, status=_status(result))
+                progress.update(bar, advance=1, status=f"{_status(result)} · updates {updates}/{trainer.step_idx}")
             eval_bar = progress.add_task(f"eval  {method}", total=None, status=f"{preset.eval_split} split")
             eval_engine = policy_engine(base, pieces, model, preset.eval_split, preset.eval_temperature)
             ids = task_ids(pieces.make_env, preset.eval_split, preset.eval_tasks)
@@ -227,6 +233,8 @@ def train_method(
             progress.update(eval_bar, total=len(results), completed=len(results),
                             status=f"pass@1 {sum(r.reward >= 1 for r in results) / len(results):.3f}")
         store.record_evaluation(run_id, trainer.step_idx, results, wall_s=wall, tokens=tokens)
+        console.print(f"  {method}: {updates} update(s) in {trainer.step_idx} step(s) from {episodes_rolled} "
+                      "rollouts (a step whose groups all had equal rewards makes none)", highlight=False)
         if save_checkpoint:
             path = trainer.save(out_dir / "checkpoints" / method)
             console.print(f"checkpoint: {path}")
