@@ -10,7 +10,6 @@ Errors in the user's input end the command with exit code 1 and one line saying 
 from __future__ import annotations
 
 import difflib
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -133,7 +132,7 @@ def print_sizes(p, env_id: str, model: str | None) -> None:
 def _session(preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
              eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
              summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries):
-    from adapters.local.model import ModelNotFoundError
+    from adapters.local.model import ModelNotFoundError, default_cache_dir
     from leaderboards.store import ResultStore
     from sgcd_bench import run
 
@@ -155,7 +154,7 @@ def _session(preset, env, model, out, seed, steps, group_size, groups_per_batch,
     if "scripted" in pieces.user_label:
         console.print("  user: scripted stand-in (deterministic; its scores are not τ³ benchmark numbers)")
     try:
-        base = run.load_policy(model, p, Path(os.environ.get("SGCD_CACHE_DIR", Path.home() / ".cache" / "sgcd-bench")))
+        base = run.load_policy(model, p, default_cache_dir(), console)
     except (ModelNotFoundError, run.RunError) as err:
         fail(str(err))
     store = ResultStore(out / "results.sqlite")

@@ -267,8 +267,14 @@ def _watch_collapse(guard: CollapseGuard, result: StepResult, store: ResultStore
     return guard
 
 
-def load_policy(model: str | None, preset: Preset, cache_dir: Path) -> LoadedModel:
+def load_policy(model: str | None, preset: Preset, cache_dir: Path, console: Console | None = None) -> LoadedModel:
+    from adapters.local.model import EMBEDDED_DEFAULT, embedded_cache_path
+
     device = preset.device
+    cached = (embedded_cache_path(cache_dir) / "model.safetensors").is_file()
+    if model in (None, "", EMBEDDED_DEFAULT) and not cached and console is not None:
+        console.print(f"model: converting the embedded SmolLM2-135M GGUF once into {embedded_cache_path(cache_dir)} "
+                      "(about half a minute; later runs load it in seconds)", highlight=False)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RunError(f"preset '{preset.name}' wants device {device!r} but no CUDA device is available; "
                        "use --preset cpu or --device cpu")

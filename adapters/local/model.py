@@ -52,18 +52,25 @@ def embedded_gguf_path() -> Path:
     return path
 
 
+def embedded_cache_path(cache_dir: Path | None = None) -> Path:
+    """Where the converted embedded model lives (it may not exist yet)."""
+    return (cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
+
+
 def convert_embedded_default(cache_dir: Path | None = None) -> Path:
     """Dequantise the embedded GGUF once into an HF folder under ``cache_dir``; return it.
 
     The folder is written to a temporary sibling and renamed, so an interrupted conversion
     never leaves a half-written model behind.
     """
-    target = (cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
+    target = embedded_cache_path(cache_dir)
     if (target / "model.safetensors").is_file():
         return target
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     gguf = embedded_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(

@@ -284,7 +284,7 @@ class LocalTrainer:
             ids = self.engine.renderer.prefix_ids_for(ctx)
             for i in rows:
                 teacher_prefix[i] = ids
-        w_rows = torch.ones(student_hidden.shape[0], device=student_hidden.device)
+        w_rows = torch.ones(student_hidden.shape[0], device=student_hidden.device)  # one per generated token
         scores_packed = None
         teacher_rows = [i for i, p in enumerate(teacher_prefix) if p is not None]
         metrics = {"groups_with_reference": float(references), "groups": float(len(by_group))}
@@ -298,11 +298,11 @@ class LocalTrainer:
             kl, ent = reverse_kl_and_entropy(student_hidden[sel], t_hidden, lm_head(self.model).weight.detach(),
                                              chunk_size=cfg.chunk_size, vocab_chunk_size=cfg.vocab_chunk_size,
                                              backend=cfg.divergence_backend)
-            scores_rows = torch.zeros_like(w_rows)
+            kl_rows = torch.zeros_like(w_rows)
             ent_rows = torch.zeros_like(w_rows)
-            scores_rows[sel] = kl.to(w_rows.dtype)
+            kl_rows[sel] = kl.to(w_rows.dtype)
             ent_rows[sel] = ent.to(w_rows.dtype)
-            scores_packed, _ = pack(sgcd.credit_scores(scores_rows, ent_rows, gamma=cfg.gamma), batch.mask)
+            scores_packed, _ = pack(sgcd.credit_scores(kl_rows, ent_rows, gamma=cfg.gamma), batch.mask)
             metrics["kl_mean"] = float(kl.mean())
             metrics["entropy_mean"] = float(ent.mean())
         w = torch.ones(pmask.shape, device=pmask.device)
