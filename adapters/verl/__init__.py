@@ -19,7 +19,7 @@ Modules (each imports verl only when used):
   the Ray task runner that installs them.
 - :mod:`adapters.verl.agent_loop` — the multi-turn τ³-airline agent loop over our Gymnasium env.
 - :mod:`adapters.verl.launch` — ``python -m adapters.verl.launch --config-name sgcd_fsdp ...``.
-- :mod:`adapters.verl.dataset` — ``python -m adapters.verl.dataset OUT_DIR`` (τ³ task parquet files).
+- :mod:`adapters.verl.dataset` — ``python -m adapters.verl.dataset OUT_DIR [--appworld SPLITS]`` (τ³ / AppWorld task parquet files).
 
 Configs: ``adapters/verl/configs/{grpo,sgcd,sdpo}_{fsdp,megatron}.yaml``. See README.md there.
 """

@@ -27,10 +27,11 @@ token (verl's ``align_response_metadata`` keeps it aligned with the merged token
 assistant tokens enter the loss. Reward: the env's final reward (τ³: the verifier; AppWorld:
 1.0 iff all of AppWorld's state-based tests pass) becomes ``AgentLoopOutput.reward_score`` (verl
 then skips its reward function); an episode cut by the agent loop (turn / length cap) before the
-env ended was never evaluated and gets 0. The conversation, task id and verifier details go to
-``extra_fields`` (stored with the trajectory in TransferQueue), where the SGCD / SDPO trainers
-read sibling evidence; ``extra_fields["feedback"]`` carries the env's failure text where it has
-one (AppWorld's failed test requirements), for SDPO's feedback reprompt. It is deliberately not
+env ended was never evaluated and gets 0. The conversation, task id, env id and verifier details
+go to ``extra_fields`` (stored with the trajectory in TransferQueue), where the SGCD / SDPO
+trainers read sibling evidence and pick the env's teacher context; ``extra_fields["feedback"]``
+carries the env's failure text where it has one (AppWorld's failed test requirements), for
+SDPO's feedback reprompt. It is deliberately not
 put in ``reward_extra_info``: verl averages those values in validation metrics, and text would
 break that.
 
@@ -251,6 +252,7 @@ class GymEnvAgentLoop(AgentLoopBase):
         response_ids = running[len(running) - n_resp :]
         extra = {
             "task_id": info["task_id"],
+            "env_id": self.env_id,  # keys the SGCD / SDPO teacher context (adapters.verl.teacher)
             "termination": end_reason,
             "messages": obs,
             "prompt_messages": [system, *obs[:1]],

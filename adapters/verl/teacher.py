@@ -7,26 +7,178 @@ from the summarizer (``adapters.llm.OfflineSummarizer``, the offline stand-in, o
 SDPO (SPEC §3.6): ``algorithms.sdpo.select_demonstrations`` picks a successful sibling per
 sample; ``algorithms.sdpo.reprompt_messages`` appends it (or the env feedback) to the prompt.
 
+The teacher context follows the episode's env (:data:`TEACHER_ENVS`, keyed on the ``env_id``
+the agent loop records in ``extra_fields``, or on verl's ``agent_name``):
+
+=========================  ===================================  ==================================
+env                        steps shown to the summarizer         chat-template tools / write tools
+=========================  ===================================  ==================================
+``Tau3Airline-v0``         the structured tool calls + results  τ³ tool schemas / τ³ ``WRITE_TOOLS``
+``AppWorld-v0``            one ``execute_python`` call per code  none (APIs are called from code) /
+                           action, AppWorld's output its result  none
+=========================  ===================================  ==================================
+
+In both, the teacher prompt is the episode's own prompt (``extra_fields["prompt_messages"]``: the
+env's system prompt, e.g. :func:`adapters.verl.agent_loop.appworld_system_prompt`, plus the task)
+with the reference / demonstration added, so only the added text differs from the student's.
+
 The trainers tokenise the returned messages with verl's Continuous-Token builder (the same path
-the agent loop used for the student prompt) and score the student's own response tokens on them
-with ``compute_log_prob``.
+the agent loop used for the student prompt, with :func:`teacher_tools`) and score the student's
+own response tokens on them with ``compute_log_prob``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from adapters.verl.agent_loop import (
+    AGENT_NAME,
+    APPWORLD_AGENT_NAME,
+    APPWORLD_ENV_ID,
+    ENV_ID,
+)
 from algorithms import credit_reference as cr
 from algorithms import sdpo
+from sgcd_envs.core import did_you_mean
+
+APPWORLD_TOOL = "execute_python"
+"""Tool name under which an AppWorld code action appears in the summarizer's step list."""
+APPWORLD_FAILED_PREFIX = "Execution failed"
+"""AppWorld's output prefix for a failed code action (``sgcd_envs.appworld.env.FAILED``)."""
+
+_FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+
+
+def _identity(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(m) for m in messages]
+
+
+def appworld_step_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """AppWorld's code-action transcript → OpenAI tool-call messages for ``steps_from_messages``.
+
+    ``[user task, assistant text, user output, assistant text, user output, ...]`` →
+    ``[user task, assistant{content: prose, tool_calls: [execute_python(code)]}, tool{output}, ...]``.
+    The code is what AppWorld ran (``sgcd_envs.appworld.extract_code``: the ```python blocks);
+    an action without code keeps its text as ``{"text": ...}``. An output starting with
+    ``Execution failed`` is marked ``is_error``. The prose is the text outside fences and
+    ``<think>`` blocks. The input is not modified.
+    """
+    from sgcd_envs.appworld import extract_code
+
+    out: list[dict[str, Any]] = []
+    pending: str | None = None
+    for pos, msg in enumerate(messages):
+        role, content = msg.get("role"), msg.get("content") or ""
+        if role == "assistant":
+            call_id = f"appworld_{pos}"
+            code, _ = extract_code(str(content))
+            args = {"code": code} if code is not None else {"text": str(content)}
+            prose = _FENCE.sub("", _THINK.sub("", str(content))).strip()
+            out.append({"role": "assistant", "content": prose,
+                        "tool_calls": [{"id": call_id, "function": {"name": APPWORLD_TOOL, "arguments": args}}]})
+            pending = call_id
+        elif role == "user" and pending is not None:
+            text = str(content)
+            out.append({"role": "tool", "tool_call_id": pending, "content": text,
+                        "is_error": text.lstrip().startswith(APPWORLD_FAILED_PREFIX)})
+            pending = None
+        else:
+            out.append(dict(msg))
+    return out
+
+
+def _tau3_tools() -> list[dict[str, Any]]:
+    import gymnasium
+
+    env = gymnasium.make(ENV_ID)
+    try:
+        return env.unwrapped.tool_schemas()
+    finally:
+        env.close()
+
+
+def _tau3_write_tools() -> frozenset[str]:
+    from sgcd_envs.tau3_airline import WRITE_TOOLS
+
+    return frozenset(WRITE_TOOLS)
+
+
+@dataclass(frozen=True)
+class TeacherEnv:
+    """How one env's episodes become teacher contexts.
+
+    Attributes:
+        env_id: the Gymnasium id the agent loop drives (``extra_fields["env_id"]``).
+        agent_names: verl agent-loop names that drive this env (fallback key).
+        step_messages: episode messages → the OpenAI tool-call form ``steps_from_messages`` reads.
+        tools: chat-template tool schemas (as the agent loop passed them), or ``None``.
+        write_tools: state-changing tools for the offline stand-in summarizer.
+        max_args_chars: argument cut when a demonstration is rendered for SDPO.
+    """
+
+    env_id: str
+    agent_names: tuple[str, ...]
+    step_messages: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
+    tools: Callable[[], list[dict[str, Any]] | None]
+    write_tools: Callable[[], frozenset[str]]
+    max_args_chars: int = 300
+
+
+TEACHER_ENVS: dict[str, TeacherEnv] = {
+    ENV_ID: TeacherEnv(ENV_ID, (AGENT_NAME,), _identity, functools.cache(_tau3_tools), _tau3_write_tools),
+    APPWORLD_ENV_ID: TeacherEnv(APPWORLD_ENV_ID, (APPWORLD_AGENT_NAME, "appworld_dev_agent"),
+                                appworld_step_messages, lambda: None, frozenset, max_args_chars=2000),
+}
+"""Registry: env id → :class:`TeacherEnv`."""
+
+
+def teacher_env(env_id: str) -> TeacherEnv:
+    """The registered :class:`TeacherEnv` of ``env_id`` (ValueError with the allowed ids)."""
+    if env_id not in TEACHER_ENVS:
+        raise ValueError(f"No teacher context for env_id={env_id!r}. Allowed: {', '.join(TEACHER_ENVS)}."
+                         f"{did_you_mean(str(env_id), list(TEACHER_ENVS))}")
+    return TEACHER_ENVS[env_id]
+
+
+def env_id_of(extra: Mapping[str, Any]) -> str:
+    """The env id of an episode from its ``extra_fields``: ``env_id``, else via ``agent_name``."""
+    if extra.get("env_id"):
+        return teacher_env(str(extra["env_id"])).env_id
+    by_agent = {a: e.env_id for e in TEACHER_ENVS.values() for a in e.agent_names}
+    agent = extra.get("agent_name")
+    if agent in by_agent:
+        return by_agent[agent]
+    hint = did_you_mean(str(agent), list(by_agent)) if agent else ""
+    raise ValueError(f"Episode extra_fields name no known env: env_id={extra.get('env_id')!r}, agent_name={agent!r}. "
+                     f"Allowed env ids: {', '.join(TEACHER_ENVS)}; agent names: {', '.join(by_agent)}.{hint}")
+
+
+def teacher_tools(env_id: str) -> list[dict[str, Any]] | None:
+    """Tool schemas for the teacher prompt's chat template, exactly as the student's (cached)."""
+    return teacher_env(env_id).tools()
+
+
+def offline_summarizers() -> dict[str, Any]:
+    """One offline stand-in summarizer per registered env, with that env's write tools."""
+    from adapters.llm.summarizer import OfflineSummarizer
+
+    return {env_id: OfflineSummarizer(write_tools=env.write_tools()) for env_id, env in TEACHER_ENVS.items()}
 
 
 @dataclass(frozen=True)
 class Episode:
-    """What the driver knows about one trajectory (from the agent loop's ``extra_fields``)."""
+    """What the driver knows about one trajectory (from the agent loop's ``extra_fields``).
+
+    ``env_id`` selects the teacher context (:data:`TEACHER_ENVS`); built from a batch with
+    :func:`episode_from_extra`, it is the one the agent loop recorded.
+    """
 
     uid: str
     reward: float
@@ -34,6 +186,36 @@ class Episode:
     messages: list[dict[str, Any]]
     feedback: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    env_id: str = ENV_ID
+
+
+def episode_feedback(extra: Mapping[str, Any]) -> str | None:
+    """Env feedback text: the agent loop's ``extra_fields["feedback"]`` (e.g. AppWorld's failed
+    tests), else ``reward_extra_info["feedback"]`` (a reward function's), else ``None``."""
+    for value in (extra.get("feedback"), (extra.get("reward_extra_info") or {}).get("feedback")):
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def episode_from_extra(uid: str, reward: float, extra: Mapping[str, Any]) -> Episode:
+    """One :class:`Episode` from a trajectory's uid, reward and ``extra_fields``."""
+    return Episode(uid=str(uid), reward=float(reward), prompt_messages=list(extra.get("prompt_messages") or []),
+                   messages=list(extra.get("messages") or []), feedback=episode_feedback(extra), extra=extra,
+                   env_id=env_id_of(extra))
+
+
+def episode_steps(ep: Episode) -> list[cr.Step]:
+    """The episode's steps for the summarizer / demonstrations, read the env's way."""
+    return cr.steps_from_messages(teacher_env(ep.env_id).step_messages(ep.messages))
+
+
+def _summarizer_for(summarizer: Any, env_id: str) -> Any:
+    if isinstance(summarizer, Mapping):
+        if env_id not in summarizer:
+            raise ValueError(f"No summarizer for env_id={env_id!r}; the mapping has: {', '.join(summarizer)}.")
+        return summarizer[env_id]
+    return summarizer
 
 
 def _task_prompt(prompt_messages: Sequence[Mapping[str, Any]]) -> str:
@@ -52,20 +234,23 @@ def sgcd_teacher_messages(
 ) -> tuple[list[list[dict[str, Any]] | None], dict[str, float]]:
     """Teacher messages per episode (None: no reference for its group → w = 1 there).
 
+    ``summarizer``: one summarizer for every env, or a mapping env id → summarizer (e.g.
+    :func:`offline_summarizers`); a group uses its episodes' env (siblings share one task).
+
     A group gets a reference only when it has a success and a failure (the contrast) and the
     summarizer returns one; summarizer failures are counted, never raised (SPEC §3.5b).
     """
     out: list[list[dict[str, Any]] | None] = [None] * len(episodes)
     asked = got = 0
     for rows in _groups(episodes).values():
-        steps = [cr.steps_from_messages(episodes[i].messages) for i in rows]
+        steps = [episode_steps(episodes[i]) for i in rows]
         best, failed = cr.select_siblings(
             [episodes[i].reward for i in rows], success_threshold=success_threshold, num_steps=[len(s) for s in steps]
         )
         if best is None or not failed:
             continue
         asked += 1
-        reference = summarizer.reference(
+        reference = _summarizer_for(summarizer, episodes[rows[0]].env_id).reference(
             _task_prompt(episodes[rows[best]].prompt_messages), steps[best], [steps[j] for j in failed]
         )
         if reference is None:
@@ -97,7 +282,9 @@ def sdpo_teacher_messages(
     mask = torch.zeros(len(episodes))
     for i, ep in enumerate(episodes):
         j = int(demo[i])
-        solution = cr.render_steps(cr.steps_from_messages(episodes[j].messages)) if j >= 0 else None
+        demo_env = teacher_env(episodes[j].env_id) if j >= 0 else None
+        solution = (cr.render_steps(episode_steps(episodes[j]), max_args_chars=demo_env.max_args_chars)
+                    if demo_env is not None else None)
         feedback = ep.feedback if (use_feedback and solution is None) else None
         if solution is None and not feedback:
             out.append(None)

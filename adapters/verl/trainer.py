@@ -28,7 +28,6 @@ import torch
 import transfer_queue as tq
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
-
 from verl import DataProto
 from verl.trainer.main_ppo import TaskRunnerV1
 from verl.trainer.ppo.v1 import trainer_base
@@ -40,7 +39,14 @@ from verl.workers.utils.padding import response_from_nested, response_to_nested
 from adapters.verl import plugin
 from adapters.verl.credit import apply_credit_weights
 from adapters.verl.losses import sdpo_engine_loss
-from adapters.verl.teacher import Episode, sdpo_teacher_messages, sgcd_teacher_messages
+from adapters.verl.teacher import (
+    Episode,
+    episode_from_extra,
+    offline_summarizers,
+    sdpo_teacher_messages,
+    sgcd_teacher_messages,
+    teacher_tools,
+)
 
 TEACHER_KEY_SUFFIX = "::sgcd_teacher"
 
@@ -53,37 +59,25 @@ def _rows(td: TensorDict, key: str) -> list[Any]:
 class _TeacherScoringMixin:
     """Score teacher contexts on the student's response tokens with the actor's compute_log_prob."""
 
-    def _tools(self) -> list[dict]:
-        """The env's tool schemas, rendered into the teacher prompt exactly as into the student's."""
-        if getattr(self, "_tool_schemas", None) is None:
-            import gymnasium
-
-            import sgcd_envs  # noqa: F401
-            from adapters.verl.agent_loop import ENV_ID
-
-            env = gymnasium.make(ENV_ID)
-            self._tool_schemas = env.unwrapped.tool_schemas()
-            env.close()
-        return self._tool_schemas
-
     def _episodes(self, batch: KVBatchMeta) -> tuple[list[Episode], TensorDict]:
+        """Episodes of the batch; each keeps its env (``extra_fields["env_id"]``) and env feedback
+        (``extra_fields["feedback"]``, else ``reward_extra_info["feedback"]``)."""
         data = tq.kv_batch_get(
             keys=batch.keys, partition_id=batch.partition_id,
             select_fields=["uid", "rm_scores", "response_mask", "responses", "extra_fields"],
         )
         extras = _rows(data, "extra_fields")
         rewards = [float(r.sum()) for r in data["rm_scores"].unbind(0)]
-        episodes = [
-            Episode(uid=str(u), reward=rewards[i], prompt_messages=list(extras[i].get("prompt_messages") or []),
-                    messages=list(extras[i].get("messages") or []),
-                    feedback=(extras[i].get("reward_extra_info") or {}).get("feedback"), extra=extras[i])
-            for i, u in enumerate(_rows(data, "uid"))
-        ]
+        episodes = [episode_from_extra(str(u), rewards[i], extras[i]) for i, u in enumerate(_rows(data, "uid"))]
         return episodes, data
 
     def _teacher_log_probs(self, batch: KVBatchMeta, messages: list[list[dict] | None], data: TensorDict,
-                           old_log_probs: torch.Tensor) -> torch.Tensor:
-        """(B, T) teacher log-probs; rows without a teacher context get ``old_log_probs`` (D̂ = 0)."""
+                           old_log_probs: torch.Tensor, episodes: list[Episode]) -> torch.Tensor:
+        """(B, T) teacher log-probs; rows without a teacher context get ``old_log_probs`` (D̂ = 0).
+
+        Each teacher prompt is tokenised with its episode's env tools (:func:`teacher_tools`:
+        τ³'s schemas, none for AppWorld), as the agent loop tokenised the student prompt.
+        """
         rows = [i for i, m in enumerate(messages) if m is not None]
         out = old_log_probs.clone()
         if not rows:
@@ -96,8 +90,8 @@ class _TeacherScoringMixin:
                                                  ("prompts", "responses", "input_ids", "attention_mask",
                                                   "position_ids", "response_mask", "loss_mask")}
         tags = []
-        tools = self._tools()
         for i in rows:
+            tools = teacher_tools(episodes[i].env_id)
             prompt = torch.tensor(builder.build_initial_tokens(messages[i], tools=tools), dtype=torch.int64)
             resp = responses[i].to(torch.int64)
             ids = torch.cat([prompt, resp])
@@ -145,11 +139,8 @@ class SGCDTrainerSync(_TeacherScoringMixin, PPOTrainerSync):
             endpoint = LLMEndpoint(base_url=section.summarizer_base_url, model=section.summarizer_model,
                                    api_key_env=section.summarizer_api_key_env)
             self.summarizer = LLMSummarizer(ChatClient(endpoint, cache_dir=".sgcd-cache/verl"))
-        else:
-            from adapters.llm.summarizer import OfflineSummarizer
-            from sgcd_envs.tau3_airline import WRITE_TOOLS
-
-            self.summarizer = OfflineSummarizer(write_tools=WRITE_TOOLS)
+        else:  # the offline stand-in, one per env (τ³: its write tools; AppWorld: none)
+            self.summarizer = offline_summarizers()
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         batch = super()._compute_advantage(batch, metrics)
@@ -157,7 +148,7 @@ class SGCDTrainerSync(_TeacherScoringMixin, PPOTrainerSync):
         teacher_msgs, ref_metrics = sgcd_teacher_messages(
             episodes, self.summarizer, success_threshold=self.sgcd_section.success_threshold)
         data, nested_mask = self._padded(batch, ["advantages", "response_mask", "old_log_probs", "entropy"])
-        teacher = self._teacher_log_probs(batch, teacher_msgs, raw, data.batch["old_log_probs"])
+        teacher = self._teacher_log_probs(batch, teacher_msgs, raw, data.batch["old_log_probs"], episodes)
         has_ref = torch.tensor([m is not None for m in teacher_msgs])
         metrics.update(ref_metrics)
         metrics.update(apply_credit_weights(data, teacher, self.sgcd_section, has_reference=has_ref))
@@ -183,7 +174,7 @@ class SDPOTrainerSync(_TeacherScoringMixin, PPOTrainerSync):
             episodes, success_threshold=self.sdpo_section.success_threshold,
             use_feedback=self.sdpo_section.use_feedback)
         data, nested_mask = self._padded(batch, ["response_mask", "old_log_probs"])
-        teacher = self._teacher_log_probs(batch, teacher_msgs, raw, data.batch["old_log_probs"])
+        teacher = self._teacher_log_probs(batch, teacher_msgs, raw, data.batch["old_log_probs"], episodes)
         metrics["sdpo/frac_samples_with_teacher"] = float(sample_mask.mean()) if len(sample_mask) else 0.0
         out = TensorDict({"teacher_log_probs": response_to_nested(teacher, nested_mask),
                           "sdpo_sample_mask": sample_mask}, batch_size=len(batch))

@@ -12,67 +12,28 @@ worker process, and AppWorld's own evaluation as the reward.
 Needs both venvs: this module runs under ``.venv-verl`` and drives ``.venv-appworld`` through the
 env's worker. Without the AppWorld venv it skips with the reason; with ``SGCD_REQUIRE_APPWORLD=1``
 (set by scripts/test.sh under CI) it fails instead, as tests/appworld do. One worker process is
-started for the whole module (the loop pools its env), plus the fixture build (~15 s).
+started for the whole session (the loop pools its env), plus the fixture build (~15 s); the venv
+gate, the fixture root and the loop entry are session fixtures in ``conftest.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-from pathlib import Path
-
-import hydra
 import pytest
 import torch
+from _appworld import FINISH, LOGIN, pooled, run_episode
+from _rollout_stand_ins import CONFIG_DIR, byte_tokenizer
+from omegaconf import OmegaConf
+from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
 from verl_required import verl  # noqa: F401  (skip / fail guard)
 
-from _rollout_stand_ins import CONFIG_DIR, ScriptedRolloutServerStub, byte_tokenizer, compose_config
-from omegaconf import OmegaConf
-
 from adapters.verl import agent_loop as al
-from sgcd_envs.appworld.errors import AppWorldVenvError
-from sgcd_envs.appworld.fixture import FIXTURE_PASSWORD, FIXTURE_TASK_ID, SUPERVISOR
-from sgcd_envs.appworld.paths import check_venv
-from sgcd_envs.appworld.setup import build_fixture
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap, _agent_loop_registry
-
-LOGIN = (f'token = apis.simple_note.login(username="{SUPERVISOR["email"]}", '
-         f'password="{FIXTURE_PASSWORD}")["access_token"]\nprint("logged in as fixture supervisor")')
-FINISH = (
-    "count = len(apis.simple_note.search_notes(access_token=token, page_limit=20))\n"
-    'apis.simple_note.create_note(access_token=token, title="hello", content="x")\n'
-    "apis.supervisor.complete_task(answer=count)"
-)
-"""The fixture solution in two turns: the second only works if the first turn's state survived."""
+from sgcd_envs.appworld.fixture import FIXTURE_TASK_ID
 
 
 @pytest.fixture(scope="module")
-def appworld_venv() -> Path:
-    """The AppWorld venv folder, or skip (fail under SGCD_REQUIRE_APPWORLD=1), as tests/appworld/conftest.py."""
-    try:
-        return check_venv().parent.parent
-    except AppWorldVenvError as err:
-        if os.environ.get("SGCD_REQUIRE_APPWORLD") == "1":
-            pytest.fail(f"SGCD_REQUIRE_APPWORLD=1 but the AppWorld venv is unusable: {err}")
-        pytest.skip(f"AppWorld venv not available ({err})")
-
-
-@pytest.fixture(scope="module")
-def fixture_root(appworld_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("appworld_fixture_root")
-    assert build_fixture(root) == FIXTURE_TASK_ID
-    return root
-
-
-@pytest.fixture(scope="module")
-def entry(appworld_venv: Path, fixture_root: Path):
-    """The shipped ``appworld_agent`` yaml entry, pointed at the fixture split/root; pooled envs closed after."""
-    entries = {e.name: e for e in OmegaConf.load(CONFIG_DIR / "agent_loops.yaml")}
-    cfg = entries[al.APPWORLD_AGENT_NAME]
-    cfg.env_kwargs.update(split="fixture", root=str(fixture_root), venv=str(appworld_venv),
-                          max_steps=4, code_timeout_s=5, startup_timeout_s=120)
-    yield cfg
-    al.close_pooled_envs()
+def entry(appworld_entry):
+    """The ``appworld_agent`` entry on the fixture root (session fixture in conftest.py)."""
+    return appworld_entry
 
 
 @pytest.fixture(scope="module")
@@ -80,25 +41,8 @@ def tokenizer():
     return byte_tokenizer()
 
 
-def _run(entry, tokenizer, turns: list[str], *overrides: str):
-    cfg = compose_config(*overrides)
-    server = ScriptedRolloutServerStub(tokenizer, turns)
-
-    async def episode():
-        # instantiated inside the running event loop with the kwargs verl's AgentLoopWorker passes
-        loop = hydra.utils.instantiate(
-            config=entry, trainer_config=DictConfigWrap(cfg), server_manager=server, tokenizer=tokenizer,
-            processor=None, hf_model_type=None, dataset_cls=None, data_config=DictConfigWrap(cfg.data),
-            tools=ToolListWrap([]),
-        )
-        assert isinstance(loop, al.AppWorldAgentLoop) and loop.env_kwargs["split"] == "fixture"
-        return await loop.run({"temperature": 1.0}, extra_info={"task_id": FIXTURE_TASK_ID})
-
-    return asyncio.run(episode()), server
-
-
-def _pooled():
-    return [e for bucket in al._POOL.values() for e in bucket]
+_run = run_episode
+_pooled = pooled
 
 
 def test_registered_under_its_name_and_in_the_yaml() -> None:
@@ -115,6 +59,7 @@ def test_two_turn_fixture_episode_gets_appworlds_reward_and_masks_its_output(ent
 
     assert out.reward_score == 1.0 and out.extra_fields["success"] is True
     x = out.extra_fields
+    assert x["env_id"] == al.APPWORLD_ENV_ID
     assert (x["task_id"], x["termination"], x["fixture"], x["split"]) == (FIXTURE_TASK_ID, "task_completed", True, "fixture")
     assert (x["num_tests"], x["num_passed"], x["num_failed"]) == (3, 3, 0) and x["feedback"] is None
     assert len(out.response_ids) == len(out.response_mask) == len(out.response_logprobs)
