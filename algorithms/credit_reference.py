@@ -287,7 +287,8 @@ def render_steps(
 
 
 _REQUEST_SYSTEM = """\
-You review attempts by a tool-using customer-service agent in order to assign credit for \
+You review attempts by a tool-using agent (e.g. a customer-service agent calling tools, or a \
+coding agent calling app APIs) in order to assign credit for \
 reinforcement-learning training. Several attempts were made at the same task: one reached the \
 correct outcome, the others did not. Compare them and say which individual steps made the \
 difference.
@@ -300,7 +301,7 @@ Answer ONLY with numbered lines, one finding per line, in exactly this form:
 Rules:
 - Refer to steps only by the labels shown (S3, F1.4, ...). Number your lines 1, 2, 3, ...
 - Give between 2 and {max_items} lines; put the most important findings first.
-- Name the right action concretely (tool and key arguments, or what to tell the customer), \
+- Name the right action concretely (tool or API and key arguments, or what to tell the user), \
 but do not write out a complete solution or a full transcript.
 - These notes are used only during training and are never shown to the deployed agent.
 - No introduction, no summary, nothing besides the numbered lines."""
@@ -336,7 +337,7 @@ def credit_reference_request(
             f"got {max_failures} and {max_items}."
         )
     parts = [
-        "TASK (the customer's request and the agent's instructions, abridged):",
+        "TASK (the user's request and the agent's instructions, abridged):",
         _clip_block(task_prompt, max_task_chars),
         "",
         "SUCCESSFUL ATTEMPT (labels S<k>):",
