@@ -189,6 +189,8 @@ def ppo_clip_loss(
     eps_lo: float,
     eps_hi: float,
     loss_agg_mode: str = "token-mean",
+    batch_num_tokens: float | None = None,
+    global_batch_size: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Token-level PPO clipped surrogate with asymmetric clip range (loss to minimise).
 
@@ -218,7 +220,8 @@ def ppo_clip_loss(
     pg1 = -a * ratio
     pg2 = -a * ratio.clamp(1.0 - eps_lo, 1.0 + eps_hi)
     loss_mat = torch.maximum(pg1, pg2)
-    loss = aggregate_loss(loss_mat, m, loss_agg_mode)
+    loss = aggregate_loss(loss_mat, m, loss_agg_mode, batch_num_tokens=batch_num_tokens,
+                          global_batch_size=global_batch_size)
     with torch.no_grad():
         r = ratio.detach()
         hi = ((a > 0) & (r > 1.0 + eps_hi)).to(m.dtype)
@@ -248,11 +251,15 @@ def grpo_kl_loss(
     eps_hi: float,
     beta_kl: float,
     loss_agg_mode: str = "token-mean",
+    batch_num_tokens: float | None = None,
+    global_batch_size: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO+KL actor loss, the matched comparator (SPEC §3.4) and SGCD's unchanged loss.
 
     ``L = agg(ℓ^PPO) + β_KL · agg(k3(logp, ref_logp))``, both aggregated with ``loss_agg_mode``
-    over ``mask``. ``adv`` is (B,) for GRPO or (B, T) for SGCD's ``w·A``.
+    over ``mask``. ``batch_num_tokens`` / ``global_batch_size``: the whole batch's token / sequence
+    counts when this call sees one micro-batch (see :func:`aggregate_loss`), so the micro-batch
+    losses sum to the full-batch loss. ``adv`` is (B,) for GRPO or (B, T) for SGCD's ``w·A``.
     Gradient through ``logp`` only (``old_logp``, ``ref_logp``, ``adv`` detached).
     Source: GRPO (Shao et al. 2024) with the KL as a loss term (verl ``use_kl_loss``,
     ``kl_loss_type=low_var_kl``); β_KL is our choice (SGCD does not state it).
@@ -261,11 +268,13 @@ def grpo_kl_loss(
         raise ShapeError(f"beta_kl must be >= 0, got {beta_kl}")
     _checks.same_shape(logp=logp, ref_logp=ref_logp)
     pg, metrics = ppo_clip_loss(
-        logp, old_logp, adv, mask, eps_lo=eps_lo, eps_hi=eps_hi, loss_agg_mode=loss_agg_mode
+        logp, old_logp, adv, mask, eps_lo=eps_lo, eps_hi=eps_hi, loss_agg_mode=loss_agg_mode,
+        batch_num_tokens=batch_num_tokens, global_batch_size=global_batch_size,
     )
     kl_mat = kl_k3(logp, ref_logp.detach())
     m = _checks.positive_mask("mask", mask, logp)
-    kl = aggregate_loss(kl_mat, m, loss_agg_mode)
+    kl = aggregate_loss(kl_mat, m, loss_agg_mode, batch_num_tokens=batch_num_tokens,
+                        global_batch_size=global_batch_size)
     loss = pg + beta_kl * kl
     metrics["actor/kl_loss"] = float(kl.detach())
     metrics["actor/kl_coef"] = float(beta_kl)

@@ -135,6 +135,8 @@ def sdpo_loss(
     add_tail: bool = True,
     is_clip: float | None = 2.0,
     loss_agg_mode: str = "token-mean",
+    batch_num_tokens: float | None = None,
+    global_batch_size: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """SDPO actor loss (replaces the PG loss; an optional KL-to-ref term is added by the caller).
 
@@ -144,7 +146,8 @@ def sdpo_loss(
     Shapes: student_logits, teacher_logits (B, T, V); logp, old_logp, mask (B, T) (logp = log
     p_S of the sampled token, used only for the IS ratio); sample_mask (B,) → scalar loss.
     Gradient flows only through ``student_logits``. Defaults α = 0.5, top-100 + tail, cap 2,
-    token-mean: SDPO reference code (generalisation/tool-use runs).
+    token-mean: SDPO reference code (generalisation/tool-use runs). ``batch_num_tokens`` /
+    ``global_batch_size``: whole-batch distilled token / sequence counts for micro-batching.
     """
     if student_logits.ndim != 3 or student_logits.shape[:2] != logp.shape:
         raise ShapeError(
@@ -157,7 +160,8 @@ def sdpo_loss(
     per_tok = generalized_jsd_topk(student_logits, teacher_logits, alpha=alpha, topk=topk, add_tail=add_tail)
     ratio = _is_ratio(logp, old_logp, is_clip)
     lm = _distill_mask(mask, sample_mask, per_tok)
-    loss = aggregate_loss(per_tok * ratio, lm, loss_agg_mode)
+    loss = aggregate_loss(per_tok * ratio, lm, loss_agg_mode, batch_num_tokens=batch_num_tokens,
+                          global_batch_size=global_batch_size)
     return loss, _sdpo_metrics(loss, per_tok, ratio, lm, sample_mask, is_clip)
 
 

@@ -165,6 +165,8 @@ def sgcd_loss(
     eps_hi: float,
     beta_kl: float,
     loss_agg_mode: str = "token-mean",
+    batch_num_tokens: float | None = None,
+    global_batch_size: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """SGCD actor loss = the unchanged GRPO+KL loss with ``Â = w·A`` (no distillation term).
 
@@ -177,4 +179,5 @@ def sgcd_loss(
     return grpo_kl_loss(
         logp, old_logp, ref_logp, weighted_advantages(adv, w), mask,
         eps_lo=eps_lo, eps_hi=eps_hi, beta_kl=beta_kl, loss_agg_mode=loss_agg_mode,
+        batch_num_tokens=batch_num_tokens, global_batch_size=global_batch_size,
     )

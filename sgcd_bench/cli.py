@@ -71,6 +71,8 @@ BatchOpt = Annotated[Optional[int], typer.Option(help="B: mixed-reward groups pe
 TurnsOpt = Annotated[Optional[int], typer.Option(help="Agent turns per episode.")]
 TokensOpt = Annotated[Optional[int], typer.Option(help="New tokens per agent turn.")]
 LrOpt = Annotated[Optional[float], typer.Option(help="Learning rate (AdamW).")]
+MicroOpt = Annotated[Optional[int], typer.Option(help="Groups per forward/backward pass (gradient accumulation with "
+                                                      "whole-batch loss denominators; the update is unchanged).")]
 EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N tasks of the eval split (default: all).")]
 EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]
@@ -130,7 +132,7 @@ def print_sizes(p, env_id: str, model: str | None) -> None:
 
 
 def _session(preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
-             eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
+             micro_batch_groups, eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
              summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries):
     from adapters.local.model import ModelNotFoundError, default_cache_dir
     from leaderboards.store import ResultStore
@@ -138,7 +140,8 @@ def _session(preset, env, model, out, seed, steps, group_size, groups_per_batch,
 
     env_id = resolve_env(env)
     p = build_preset(preset, steps=steps, seed=seed, group_size=group_size, groups_per_batch=groups_per_batch,
-                     max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr, eval_tasks=eval_tasks,
+                     max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
+                     micro_batch_groups=micro_batch_groups, eval_tasks=eval_tasks,
                      eval_trials=eval_trials, eval_split=eval_split, device=device, prompt_variant=prompt)
     summ = endpoint(summarizer_base_url, summarizer_model, summarizer_key_env, llm_timeout, llm_retries, "summarizer")
     user = endpoint(user_base_url, user_model, user_key_env, llm_timeout, llm_retries, "user")
@@ -176,6 +179,7 @@ def compare(
     max_turns: TurnsOpt = None,
     max_new_tokens: TokensOpt = None,
     lr: LrOpt = None,
+    micro_batch_groups: MicroOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -197,7 +201,7 @@ def compare(
         fail(f"each method once, got {' '.join(methods)}")
     p, env_id, pieces, base, store, run = _session(
         preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
-        eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
+        micro_batch_groups, eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
         summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
     from leaderboards.tables import print_leaderboard
 
@@ -242,6 +246,7 @@ def train(
     max_turns: TurnsOpt = None,
     max_new_tokens: TokensOpt = None,
     lr: LrOpt = None,
+    micro_batch_groups: MicroOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -264,7 +269,7 @@ def train(
         fail(f"--resume {resume}: no such checkpoint folder")
     p, env_id, pieces, base, store, run = _session(
         preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
-        eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
+        micro_batch_groups, eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
         summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
     from leaderboards.tables import print_leaderboard
 
@@ -295,7 +300,7 @@ def eval_(
 ) -> None:
     """Evaluate a model without training (stored as method 'eval') and print the leaderboard."""
     p, env_id, pieces, base, store, run = _session(
-        preset, env, model, out, seed, None, None, None, max_turns, max_new_tokens, None,
+        preset, env, model, out, seed, None, None, None, max_turns, max_new_tokens, None, None,
         eval_tasks, eval_trials, split, device, prompt, None, None, "SGCD_LLM_API_KEY",
         user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
     from leaderboards.tables import print_leaderboard
@@ -365,7 +370,7 @@ def inspect_credit(
 ) -> None:
     """Roll out one group and show a trajectory with each token coloured by its SGCD credit weight."""
     p, env_id, pieces, base, store, run = _session(
-        preset, env, model, out, seed, None, group_size, 1, max_turns, max_new_tokens, None,
+        preset, env, model, out, seed, None, group_size, 1, max_turns, max_new_tokens, None, None,
         None, None, None, None, None, summarizer_base_url, summarizer_model, summarizer_key_env,
         None, None, "SGCD_LLM_API_KEY", llm_timeout, llm_retries)
     from sgcd_bench.inspect import show_credit

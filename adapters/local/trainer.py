@@ -54,6 +54,9 @@ class LoopSettings:
     """Rollout sampling temperature (SPEC §3.1: 1)."""
     weight_decay: float = 0.0
     """AdamW weight decay (ours)."""
+    micro_batch_groups: int | None = None
+    """Groups per forward/backward pass; gradients accumulate over the batch's micro-batches
+    with whole-batch loss denominators, so the update equals the one-pass update. None = one pass."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +66,9 @@ class LoopSettings:
                 raise ValueError(f"LoopSettings.{name} must be a positive integer, got {value!r}")
         if not self.temperature > 0:
             raise ValueError(f"LoopSettings.temperature must be > 0 for training rollouts, got {self.temperature!r}")
+        if self.micro_batch_groups is not None and (not isinstance(self.micro_batch_groups, int)
+                                                    or self.micro_batch_groups < 1):
+            raise ValueError(f"LoopSettings.micro_batch_groups must be None or >= 1, got {self.micro_batch_groups!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"LoopSettings.weight_decay must be >= 0, got {self.weight_decay!r}")
 
@@ -94,6 +100,12 @@ class UpdateInputs:
     rewards: torch.Tensor
     groups: torch.Tensor
     adv: torch.Tensor
+    totals: dict[str, float] | None = None
+    """Whole-batch denominators when this is one micro-batch (None: the batch is one pass)."""
+    teacher_prefixes: list[list[int]] | None = None
+    """SDPO: each episode's teacher context (system prompt + demonstration or feedback)."""
+    sample_mask: torch.Tensor | None = None
+    """SDPO: which episodes are distilled (they have a demonstration or feedback)."""
 
 
 def rollout_rewards(episodes: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,14 +229,66 @@ class LocalTrainer:
         return StepResult(self.step_idx, metrics, episodes, rollouts)
 
     def update(self, episodes: list[Episode]) -> dict[str, float]:
-        """Advantages, the method's loss and one AdamW step on the kept episodes."""
+        """Advantages, the method's loss and one AdamW step on the kept episodes (accumulated
+        over micro-batches of whole groups when ``loop.micro_batch_groups`` is set)."""
         started = time.perf_counter()
         self.model.train()
         device = next(self.model.parameters()).device
-        batch = collate(episodes, pad_id=self.engine.pad_id, device=device)
         rewards, groups = rollout_rewards(episodes)
         adv, adv_metrics = grpo.group_advantages(rewards.to(device), groups.to(device),
                                                  norm_by_std=self.grpo_cfg.norm_by_std)
+        prefixes, sample_mask = self._sdpo_contexts(episodes, rewards, groups) if self.method == "sdpo" else (None, None)
+        chunks = self._micro_batches(episodes)
+        totals = self._totals(episodes, sample_mask) if len(chunks) > 1 else None
+        loss_fn = {"grpo": self._grpo_loss, "sgcd": self._sgcd_loss, "sdpo": self._sdpo_loss}[self.method]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_total, train_tokens, metrics = 0.0, 0.0, {}
+        for rows in chunks:
+            index = torch.tensor(rows)
+            sub = [episodes[i] for i in rows]
+            inputs = self._inputs(sub, rewards[index], groups[index], adv[index.to(device)], device, totals,
+                                  [prefixes[i] for i in rows] if prefixes else None,
+                                  sample_mask[index] if sample_mask is not None else None)
+            loss, chunk_metrics = loss_fn(inputs)
+            loss.backward()
+            loss_total += float(loss.detach())
+            train_tokens += float(inputs.pmask.sum())
+            share = len(rows) / len(episodes)  # metrics: episode-weighted mean over micro-batches
+            for k, v in chunk_metrics.items():
+                metrics[k] = metrics.get(k, 0.0) + share * v
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grpo_cfg.max_grad_norm)
+        self.optimizer.step()
+        if self.teacher_model is not None:
+            sdpo.ema_update_(self.teacher_model, self.model, rate=self.ema_rate)
+        return {**{f"adv/{k}": v for k, v in adv_metrics.items()}, **metrics, "loss": loss_total,
+                "grad_norm": float(grad_norm), "updated": 1.0, "train_tokens": train_tokens,
+                "micro_batches": float(len(chunks)), "update_s": time.perf_counter() - started}
+
+    def _micro_batches(self, episodes: list[Episode]) -> list[list[int]]:
+        """Episode indices per micro-batch, whole groups only (SGCD and SDPO look at siblings)."""
+        size = self.loop.micro_batch_groups
+        order: list[int] = []
+        by_group: dict[int, list[int]] = {}
+        for i, ep in enumerate(episodes):
+            if ep.group not in by_group:
+                order.append(ep.group)
+            by_group.setdefault(ep.group, []).append(i)
+        if size is None:
+            return [list(range(len(episodes)))]
+        return [[i for g in order[k:k + size] for i in by_group[g]] for k in range(0, len(order), size)]
+
+    @staticmethod
+    def _totals(episodes: list[Episode], sample_mask: torch.Tensor | None) -> dict[str, float]:
+        """Whole-batch denominators: generated tokens and sequences (SDPO: distilled tokens)."""
+        tokens = [float(sum(ep.loss_mask[1:])) for ep in episodes]
+        totals = {"batch_num_tokens": sum(tokens), "global_batch_size": float(len(episodes))}
+        if sample_mask is not None:
+            totals["distilled_tokens"] = sum(t for t, d in zip(tokens, sample_mask.tolist()) if d)
+        return totals
+
+    def _inputs(self, episodes, rewards, groups, adv, device, totals, teacher_prefixes, sample_mask) -> UpdateInputs:
+        """Student and reference log-probs of one micro-batch (the student's with grad)."""
+        batch = collate(episodes, pad_id=self.engine.pad_id, device=device)
         prefix = [self.engine.renderer.prefix_ids] * len(episodes)
         targets = batch.targets[batch.mask]
         hidden = generated_hidden(self.model, prefix, batch, grad=True)
@@ -232,24 +296,15 @@ class LocalTrainer:
         with torch.no_grad():
             ref_hidden = generated_hidden(self.ref_model, prefix, batch, grad=False)
             ref_logp, _ = pack(token_logp(self.ref_model, ref_hidden, targets), batch.mask)
-        inputs = UpdateInputs(episodes, batch, hidden, logp, logp.detach(), ref_logp, pmask, rewards, groups, adv)
-        loss_fn = {"grpo": self._grpo_loss, "sgcd": self._sgcd_loss, "sdpo": self._sdpo_loss}[self.method]
-        loss, loss_metrics = loss_fn(inputs)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grpo_cfg.max_grad_norm)
-        self.optimizer.step()
-        if self.teacher_model is not None:
-            sdpo.ema_update_(self.teacher_model, self.model, rate=self.ema_rate)
-        return {**{f"adv/{k}": v for k, v in adv_metrics.items()}, **loss_metrics,
-                "loss": float(loss.detach()), "grad_norm": float(grad_norm), "updated": 1.0,
-                "train_tokens": float(pmask.sum()), "update_s": time.perf_counter() - started}
+        return UpdateInputs(episodes, batch, hidden, logp, logp.detach(), ref_logp, pmask, rewards, groups, adv,
+                            totals, teacher_prefixes, sample_mask)
 
     # ------------------------------------------------------------------ losses
     def _grpo_loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.grpo_cfg
         loss, m = grpo.grpo_kl_loss(x.logp, x.old_logp, x.ref_logp, x.adv, x.pmask.float(), eps_lo=cfg.eps_lo,
-                                    eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode)
+                                    eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode,
+                                    **_denominators(x.totals))
         return loss, {f"loss/{k}": v for k, v in m.items()}
 
     def _sgcd_loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
@@ -257,7 +312,8 @@ class LocalTrainer:
         w, w_metrics = self.credit_weights(x.episodes, x.batch, x.hidden.detach(), x.pmask)
         self.last_credit_weights = w
         loss, m = sgcd.sgcd_loss(x.logp, x.old_logp, x.ref_logp, x.adv, w, x.pmask.float(), eps_lo=cfg.eps_lo,
-                                 eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode)
+                                 eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode,
+                                 **_denominators(x.totals))
         return loss, {**{f"loss/{k}": v for k, v in m.items()}, **{f"sgcd/{k}": v for k, v in w_metrics.items()}}
 
     def credit_weights(self, episodes: list[Episode], batch: RolloutBatch, student_hidden: torch.Tensor,
@@ -316,10 +372,12 @@ class LocalTrainer:
         return w, metrics
 
     # ------------------------------------------------------------------ SDPO
-    def _sdpo_loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
+    def _sdpo_contexts(self, episodes: list[Episode], rewards: torch.Tensor,
+                       groups: torch.Tensor) -> tuple[list[list[int]], torch.Tensor]:
+        """Each episode's teacher context (token ids) and whether it is distilled: a successful
+        sibling's transcript as the demonstration, else (failed episodes) the env's feedback."""
         cfg = self.sdpo_cfg
-        episodes, batch, pmask = x.episodes, x.batch, x.pmask
-        demos = sdpo.select_demonstrations(x.rewards, x.groups, success_threshold=cfg.success_threshold,
+        demos = sdpo.select_demonstrations(rewards, groups, success_threshold=cfg.success_threshold,
                                            dont_reprompt_on_self_success=cfg.dont_reprompt_on_self_success)
         system = self.engine.renderer.system
         prefixes: list[list[int]] = []
@@ -335,16 +393,23 @@ class LocalTrainer:
                                          feedback=feedback, max_chars=cfg.max_reprompt_chars)[-1]["content"]
             sample_mask[i] = ctx != system
             prefixes.append(self.engine.renderer.prefix_ids_for(ctx))
+        return prefixes, sample_mask
+
+    def _sdpo_loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.sdpo_cfg
+        batch, pmask = x.batch, x.pmask
         with torch.no_grad():
-            t_hidden = generated_hidden(self.teacher_model, prefixes, batch, grad=False)
+            t_hidden = generated_hidden(self.teacher_model, x.teacher_prefixes, batch, grad=False)
             t_logits, _ = pack(lm_head(self.teacher_model)(t_hidden).float(), batch.mask)
         s_logits, _ = pack(lm_head(self.model)(x.hidden).float(), batch.mask)
         mask = pmask.float()
-        loss, metrics = sdpo.sdpo_loss(s_logits, t_logits, x.logp, x.old_logp, mask, sample_mask.to(mask.device),
+        distilled = None if x.totals is None else {**x.totals, "batch_num_tokens": x.totals["distilled_tokens"]}
+        loss, metrics = sdpo.sdpo_loss(s_logits, t_logits, x.logp, x.old_logp, mask, x.sample_mask.to(mask.device),
                                        alpha=cfg.alpha, topk=cfg.topk, add_tail=cfg.add_tail, is_clip=cfg.is_clip,
-                                       loss_agg_mode=cfg.loss_agg_mode)
+                                       loss_agg_mode=cfg.loss_agg_mode, **_denominators(distilled))
         if cfg.beta_kl > 0:
-            kl = grpo.aggregate_loss(grpo.kl_k3(x.logp, x.ref_logp), mask, cfg.loss_agg_mode)
+            kl = grpo.aggregate_loss(grpo.kl_k3(x.logp, x.ref_logp), mask, cfg.loss_agg_mode,
+                                     **_denominators(x.totals))
             loss = loss + cfg.beta_kl * kl
             metrics = {**metrics, "kl_k3": float(kl.detach())}
         return loss, {f"loss/{k}": v for k, v in metrics.items()}
@@ -381,6 +446,13 @@ class LocalTrainer:
         if self.teacher_model is not None and "teacher" in state:
             self.teacher_model.load_state_dict(state["teacher"])
         self.step_idx = int(state["step"])
+
+
+def _denominators(totals: dict[str, float] | None) -> dict[str, float]:
+    """``aggregate_loss``'s whole-batch denominators for one micro-batch ({} for a single pass)."""
+    if totals is None:
+        return {}
+    return {"batch_num_tokens": totals["batch_num_tokens"], "global_batch_size": totals["global_batch_size"]}
 
 
 def latest_checkpoint(path: Path) -> Path:

@@ -33,10 +33,12 @@ class FixedReferenceSummarizer:
                                source=self.label)
 
 
-def make_trainer(model, tokenizer, method: str, *, seed: int = 0, sgcd_cfg: SGCDConfig | None = None):
+def make_trainer(model, tokenizer, method: str, *, seed: int = 0, sgcd_cfg: SGCDConfig | None = None,
+                 micro_batch_groups: int | None = None):
     engine = make_engine(model, tokenizer)
+    loop = LoopSettings(steps=1, max_turns=2, max_new_tokens=6, seed=seed, micro_batch_groups=micro_batch_groups)
     return LocalTrainer(
-        model, tokenizer, engine, method=method, loop=LoopSettings(steps=1, max_turns=2, max_new_tokens=6, seed=seed),
+        model, tokenizer, engine, method=method, loop=loop,
         grpo_cfg=GRPOConfig(group_size=4, lr=1e-3), sampling_cfg=DynamicSamplingConfig(groups_per_batch=2, max_rounds=4),
         sgcd_cfg=sgcd_cfg or SGCDConfig(chunk_size=64), sdpo_cfg=SDPOConfig(topk=20),
         summarizer=FixedReferenceSummarizer(), task_pool=NO_WRITE_TRAIN,
@@ -132,6 +134,21 @@ def test_sgcd_with_uniform_divergence_is_exactly_grpo(tokenizer):
     assert a.metrics["loss"] == b.metrics["loss"]
     for p, q in zip(grpo_model.parameters(), sgcd_model.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("method", ["grpo", "sgcd", "sdpo"])
+def test_micro_batches_give_the_one_pass_update(tokenizer, method):
+    """Gradient accumulation over micro-batches of one group with whole-batch denominators
+    reproduces the one-pass update."""
+    one_pass, micro = tiny_llama(len(tokenizer), seed=7), tiny_llama(len(tokenizer), seed=7)
+    a = make_trainer(one_pass, tokenizer, method, seed=4)
+    b = make_trainer(micro, tokenizer, method, seed=4, micro_batch_groups=1)
+    ra, rb = a.step(), b.step()
+    assert ra.metrics["updated"] == rb.metrics["updated"] == 1.0
+    assert ra.metrics["micro_batches"] == 1.0 and rb.metrics["micro_batches"] == rb.metrics["groups_kept"] >= 2
+    assert rb.metrics["loss"] == pytest.approx(ra.metrics["loss"], rel=1e-5, abs=1e-7)
+    for p, q in zip(one_pass.parameters(), micro.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
 
 
 def test_no_mixed_group_means_no_update(tiny_model, tokenizer):
