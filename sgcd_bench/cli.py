@@ -118,8 +118,6 @@ def build_preset(preset: str, **overrides: Any):
 
 
 def print_sizes(p, env_id: str, model: str | None) -> None:
-    from sgcd_bench.presets import Preset as _P  # noqa: F401
-
     loop, g = p.loop, p.grpo
     console.print(
         f"[bold]preset {p.name}[/]: env {env_id} · model {model or 'smollm2-135m (embedded)'} · device {p.device} · "
@@ -131,35 +129,33 @@ def print_sizes(p, env_id: str, model: str | None) -> None:
         f"temperature {p.eval_temperature:g}", highlight=False)
 
 
-def _session(preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
-             micro_batch_groups, eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
-             summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries):
+def _session(*, preset: str, env: str, model: str | None, out: Path, summarizer_base_url: str | None = None,
+             summarizer_model: str | None = None, summarizer_key_env: str = "SGCD_LLM_API_KEY",
+             user_base_url: str | None = None, user_model: str | None = None,
+             user_key_env: str = "SGCD_LLM_API_KEY", llm_timeout: float = 60.0, llm_retries: int = 3,
+             **overrides: Any):
+    """Validate everything (preset + ``overrides``, env, endpoints, model) before any training,
+    then load the model and open the store. Each failure ends the command with one line."""
     from adapters.local.model import ModelNotFoundError, default_cache_dir
     from leaderboards.store import ResultStore
     from sgcd_bench import run
 
     env_id = resolve_env(env)
-    p = build_preset(preset, steps=steps, seed=seed, group_size=group_size, groups_per_batch=groups_per_batch,
-                     max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
-                     micro_batch_groups=micro_batch_groups, eval_tasks=eval_tasks,
-                     eval_trials=eval_trials, eval_split=eval_split, device=device, prompt_variant=prompt)
+    p = build_preset(preset, **overrides)
     summ = endpoint(summarizer_base_url, summarizer_model, summarizer_key_env, llm_timeout, llm_retries, "summarizer")
     user = endpoint(user_base_url, user_model, user_key_env, llm_timeout, llm_retries, "user")
-    if model is not None and not Path(model).expanduser().joinpath("config.json").is_file() and model != "smollm2-135m":
-        fail(f"--model {model!r}: no Hugging Face model folder there (no config.json). "
-             "Pass a local folder with config.json, weights and tokenizer; nothing is downloaded.")
     out.mkdir(parents=True, exist_ok=True)
     try:
         pieces = run.make_pieces(p, env_id, llm_user=user, llm_summarizer=summ, cache_dir=out / "cache")
     except (ValueError, run.RunError) as err:
         fail(str(err).splitlines()[0])
-    print_sizes(p, env_id, model)
-    if "scripted" in pieces.user_label:
-        console.print("  user: scripted stand-in (deterministic; its scores are not τ³ benchmark numbers)")
     try:
         base = run.load_policy(model, p, default_cache_dir(), console)
     except (ModelNotFoundError, run.RunError) as err:
         fail(str(err))
+    print_sizes(p, env_id, model)
+    if "scripted" in pieces.user_label:
+        console.print("  user: scripted stand-in (deterministic; its scores are not τ³ benchmark numbers)")
     store = ResultStore(out / "results.sqlite")
     return p, env_id, pieces, base, store, run
 
@@ -200,9 +196,12 @@ def compare(
     if len(set(methods)) != len(methods):
         fail(f"each method once, got {' '.join(methods)}")
     p, env_id, pieces, base, store, run = _session(
-        preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
-        micro_batch_groups, eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
-        summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
+        preset=preset, env=env, model=model, out=out, seed=seed, steps=steps, group_size=group_size,
+        groups_per_batch=groups_per_batch, max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
+        micro_batch_groups=micro_batch_groups, eval_tasks=eval_tasks, eval_trials=eval_trials,
+        eval_split=eval_split, device=device, prompt_variant=prompt, summarizer_base_url=summarizer_base_url,
+        summarizer_model=summarizer_model, summarizer_key_env=summarizer_key_env, user_base_url=user_base_url,
+        user_model=user_model, user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
     from leaderboards.tables import print_leaderboard
 
     commit = run.default_commit()
@@ -218,7 +217,7 @@ def compare(
         except Exception as err:  # one method failing must not lose the others' results
             console.print(f"[bold red]{method} failed:[/] {type(err).__name__}: {err}")
             failed.append(method)
-    if method_uses_summarizer(methods):
+    if "sgcd" in methods:
         s = pieces.summarizer
         console.print(f"summarizer {pieces.summarizer_label}: {s.calls} calls, {s.failures} fell back to w = 1"
                       f" (no contrast or failed), {s.cache_hits} cache hits", highlight=False)
@@ -226,10 +225,6 @@ def compare(
     console.print(f"results: {out / 'results.sqlite'}")
     if failed:
         fail(f"method(s) failed: {', '.join(failed)} (their runs are marked 'failed' in the store)")
-
-
-def method_uses_summarizer(methods: list[str]) -> bool:
-    return "sgcd" in methods
 
 
 @app.command()
@@ -268,9 +263,12 @@ def train(
     if resume is not None and not resume.exists():
         fail(f"--resume {resume}: no such checkpoint folder")
     p, env_id, pieces, base, store, run = _session(
-        preset, env, model, out, seed, steps, group_size, groups_per_batch, max_turns, max_new_tokens, lr,
-        micro_batch_groups, eval_tasks, eval_trials, eval_split, device, prompt, summarizer_base_url, summarizer_model,
-        summarizer_key_env, user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
+        preset=preset, env=env, model=model, out=out, seed=seed, steps=steps, group_size=group_size,
+        groups_per_batch=groups_per_batch, max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
+        micro_batch_groups=micro_batch_groups, eval_tasks=eval_tasks, eval_trials=eval_trials,
+        eval_split=eval_split, device=device, prompt_variant=prompt, summarizer_base_url=summarizer_base_url,
+        summarizer_model=summarizer_model, summarizer_key_env=summarizer_key_env, user_base_url=user_base_url,
+        user_model=user_model, user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
     from leaderboards.tables import print_leaderboard
 
     run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=run.default_commit(),
@@ -300,9 +298,10 @@ def eval_(
 ) -> None:
     """Evaluate a model without training (stored as method 'eval') and print the leaderboard."""
     p, env_id, pieces, base, store, run = _session(
-        preset, env, model, out, seed, None, None, None, max_turns, max_new_tokens, None, None,
-        eval_tasks, eval_trials, split, device, prompt, None, None, "SGCD_LLM_API_KEY",
-        user_base_url, user_model, user_key_env, llm_timeout, llm_retries)
+        preset=preset, env=env, model=model, out=out, seed=seed, max_turns=max_turns, max_new_tokens=max_new_tokens,
+        eval_tasks=eval_tasks, eval_trials=eval_trials, eval_split=split, device=device, prompt_variant=prompt,
+        user_base_url=user_base_url, user_model=user_model, user_key_env=user_key_env, llm_timeout=llm_timeout,
+        llm_retries=llm_retries)
     from leaderboards.tables import print_leaderboard
 
     run.evaluate_only(base, pieces, store, console=console, commit=run.default_commit())
@@ -370,9 +369,10 @@ def inspect_credit(
 ) -> None:
     """Roll out one group and show a trajectory with each token coloured by its SGCD credit weight."""
     p, env_id, pieces, base, store, run = _session(
-        preset, env, model, out, seed, None, group_size, 1, max_turns, max_new_tokens, None, None,
-        None, None, None, None, None, summarizer_base_url, summarizer_model, summarizer_key_env,
-        None, None, "SGCD_LLM_API_KEY", llm_timeout, llm_retries)
+        preset=preset, env=env, model=model, out=out, seed=seed, group_size=group_size, groups_per_batch=1,
+        max_turns=max_turns, max_new_tokens=max_new_tokens, summarizer_base_url=summarizer_base_url,
+        summarizer_model=summarizer_model, summarizer_key_env=summarizer_key_env, llm_timeout=llm_timeout,
+        llm_retries=llm_retries)
     from sgcd_bench.inspect import show_credit
 
     show_credit(base, pieces, task=task, episode=episode, console=console)

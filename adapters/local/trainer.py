@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -487,5 +487,3 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
         p.requires_grad_(False)
     return clone
 
-
-Callback = Callable[[StepResult], None]
