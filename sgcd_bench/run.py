@@ -118,14 +118,21 @@ def task_ids(make_env: Callable[[str], Any], split: str, limit: int | None) -> l
     return ids[:limit] if limit else ids
 
 
-def episode_result(ep: Episode, trial: int) -> EpisodeResult:
-    info = ep.info
+def result_from_info(task_id: str, trial: int, info: dict[str, Any], *, reward: float, turns: int,
+                     termination: str) -> EpisodeResult:
+    """The stored record of one finished episode from the env's final ``info`` (only τ³'s
+    action / no-write categories are kept; other envs' categories, e.g. AppWorld's difficulty,
+    are not a category of the store)."""
     category = info.get("category") if info.get("category") in ("action", "no_write") else None
     return EpisodeResult(
-        task_id=ep.task_id, trial=trial, category=category, reward=float(ep.reward),
+        task_id=task_id, trial=trial, category=category, reward=float(reward),
         db_match=info.get("db_match"), communicate_match=info.get("communicate_match"),
-        write_calls=int(info.get("write_calls", 0)), turns=ep.turns, termination=ep.termination,
+        write_calls=int(info.get("write_calls", 0)), turns=turns, termination=termination,
     )
+
+
+def episode_result(ep: Episode, trial: int) -> EpisodeResult:
+    return result_from_info(ep.task_id, trial, ep.info, reward=ep.reward, turns=ep.turns, termination=ep.termination)
 
 
 def _results(episodes: Sequence[Episode]) -> list[EpisodeResult]:
@@ -168,11 +175,8 @@ def run_do_nothing(pieces: Pieces, store: ResultStore, *, commit: str | None) ->
                 _, _, term, trunc, info = env.step(DO_NOTHING_MESSAGE)
                 turns += 1
                 done = term or trunc
-            results.append(EpisodeResult(task_id=task_id, trial=trial, category=info.get("category"),
-                                         reward=float(info.get("reward", 0.0)), db_match=info.get("db_match"),
-                                         communicate_match=info.get("communicate_match"),
-                                         write_calls=int(info.get("write_calls", 0)), turns=turns,
-                                         termination=str(info.get("termination", ""))))
+            results.append(result_from_info(task_id, trial, info, reward=info.get("reward", 0.0), turns=turns,
+                                            termination=str(info.get("termination", ""))))
             env.close()
     store.record_evaluation(run_id, 0, results, wall_s=time.perf_counter() - started, tokens=0)
     store.finish_run(run_id, "finished")
