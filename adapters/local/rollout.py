@@ -3,7 +3,9 @@
 All episodes of a batch (G siblings × B tasks) advance turn by turn in lockstep: each turn
 the active episodes are sampled together, in one batch, on top of the shared system-prompt
 prefix whose KV cache is computed once per call and expanded to the batch (never recomputed
-per sibling). Every episode keeps the model's exact generated token ids and a loss mask that
+per sibling), and each episode's cache is kept from turn to turn (:class:`BatchCache`), so a
+turn feeds only what the episode does not hold yet: the env's reply and the generation prompt.
+Every episode keeps the model's exact generated token ids and a loss mask that
 is 1 on generated tokens and 0 on everything the environment or the user wrote.
 
 When re-tokenising the rendered conversation does not extend the tokens we already hold (a
@@ -99,7 +101,111 @@ def _expand_cache(cache, n: int):
     return fresh
 
 
+@dataclass
+class BatchCache:
+    """The KV cache of a batch of rows (one per episode) on top of the shared prefix, kept from
+    turn to turn so that each turn feeds only the tokens the row does not hold yet.
+
+    Row ``r`` attends to the columns where ``attention[r] == 1``; the gaps (right-alignment
+    padding, steps after the row stopped) are masked out, and positions count attended columns
+    only, so every row sees exactly ``prefix + its own tokens`` (the layout the single-turn
+    sampler already used for the prefix/suffix gap).
+    """
+
+    kv: Any
+    attention: torch.Tensor
+    """(rows, columns) long: 1 where the row attends."""
+    generated_fed: list[int] = field(default_factory=list)
+    """Per row, after :func:`extend_and_sample`: how many of the tokens it generated are in
+    ``kv`` (all but the last sampled one, which was never fed; all if the row stopped early)."""
+
+    @classmethod
+    def from_prefix(cls, cache, prefix_len: int, rows: int) -> BatchCache:
+        device = cache.layers[0].keys.device
+        return cls(_expand_cache(cache, rows), torch.ones((rows, prefix_len), dtype=torch.long, device=device))
+
+    def select(self, rows: Sequence[int]) -> BatchCache:
+        """A new cache with only ``rows`` (in that order), dropping the columns none of them
+        attends to (the gaps the dropped rows or the padding left)."""
+        from transformers import DynamicCache
+
+        device = self.attention.device
+        index = torch.tensor(list(rows), dtype=torch.long, device=device)
+        attention = self.attention.index_select(0, index)
+        keep = torch.nonzero(attention.any(0)).flatten()
+        kv = DynamicCache()
+        for layer_idx, layer in enumerate(self.kv.layers):
+            kv.update(layer.keys.index_select(0, index).index_select(2, keep),
+                      layer.values.index_select(0, index).index_select(2, keep), layer_idx)
+        fed = [self.generated_fed[r] for r in rows] if self.generated_fed else []
+        return BatchCache(kv, attention.index_select(1, keep), fed)
+
+
 @torch.no_grad()
+def extend_and_sample(
+    model: torch.nn.Module,
+    state: BatchCache,
+    new_tokens: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Feed each row its ``new_tokens`` (≥ 1 each) on top of what ``state`` holds, then sample
+    one continuation per row; ``state`` is updated in place to hold everything fed.
+
+    New tokens of different lengths are right-aligned; the gap is masked out of attention and
+    positions are counted over attended tokens only. Sampling is ancestral at ``temperature``
+    (0 = greedy); a row stops after emitting any of ``stop_ids`` (which is kept) or
+    ``max_new_tokens`` tokens. Once a row has stopped, the steps it idles through are masked.
+    """
+    if any(len(t) == 0 for t in new_tokens):
+        raise ValueError("every row needs at least one new token to sample from")
+    device = next(model.parameters()).device
+    n = len(new_tokens)
+    width = max(len(t) for t in new_tokens)
+    ids = torch.full((n, width), pad_id, dtype=torch.long, device=device)
+    new_attn = torch.zeros((n, width), dtype=torch.long, device=device)
+    for i, t in enumerate(new_tokens):
+        ids[i, width - len(t):] = torch.tensor(list(t), device=device)
+        new_attn[i, width - len(t):] = 1
+    attn = torch.cat([state.attention, new_attn], dim=1)
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)[:, -width:]
+    key = cache_kwarg(model)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **{key: state.kv})
+    stop = torch.tensor(list(stop_ids), device=device)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    fed = torch.zeros(n, dtype=torch.long, device=device)
+    generated: list[list[int]] = [[] for _ in range(n)]
+    next_pos = positions[:, -1:] + 1
+    for step in range(max_new_tokens):
+        logits = out.logits[:, -1, :].float()
+        if temperature > 0:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            token = logits.argmax(-1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        for i in torch.nonzero(~finished).flatten().tolist():
+            generated[i].append(int(token[i]))
+        live = ~finished  # rows for which `token` is a real token (the stop token included)
+        finished |= torch.isin(token, stop)
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            break
+        attn = torch.cat([attn, live.long()[:, None]], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=attn, position_ids=next_pos,
+                    use_cache=True, **{key: output_cache(out)})
+        next_pos = next_pos + live.long()[:, None]
+        fed += live.long()
+    state.kv = output_cache(out)
+    state.attention = attn
+    state.generated_fed = fed.tolist()
+    return generated
+
+
 def sample_continuations(
     model: torch.nn.Module,
     cache,
@@ -112,49 +218,11 @@ def sample_continuations(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
-    """Sample one continuation per suffix on top of the shared prefix cache.
-
-    Suffixes of different lengths are right-aligned against the prefix; the gap is masked
-    out of attention and positions are counted over attended tokens only, so each row sees
-    exactly ``prefix + suffix``. Sampling is ancestral at ``temperature`` (0 = greedy); a row
-    stops after emitting any of ``stop_ids`` (which is kept) or ``max_new_tokens`` tokens.
-    """
-    device = next(model.parameters()).device
-    n = len(suffixes)
-    width = max(len(s) for s in suffixes)
-    ids = torch.full((n, width), pad_id, dtype=torch.long, device=device)
-    attn = torch.zeros((n, prefix_len + width), dtype=torch.long, device=device)
-    attn[:, :prefix_len] = 1
-    for i, s in enumerate(suffixes):
-        ids[i, width - len(s):] = torch.tensor(list(s), device=device)
-        attn[i, prefix_len + width - len(s):] = 1
-    kv = _expand_cache(cache, n)
-    positions = (attn.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
-    key = cache_kwarg(model)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **{key: kv})
-    stop = torch.tensor(list(stop_ids), device=device)
-    finished = torch.zeros(n, dtype=torch.bool, device=device)
-    generated: list[list[int]] = [[] for _ in range(n)]
-    next_pos = positions[:, -1:] + 1
-    for _ in range(max_new_tokens):
-        logits = out.logits[:, -1, :].float()
-        if temperature > 0:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        else:
-            token = logits.argmax(-1)
-        token = torch.where(finished, torch.full_like(token, pad_id), token)
-        for i in torch.nonzero(~finished).flatten().tolist():
-            generated[i].append(int(token[i]))
-        finished |= torch.isin(token, stop)
-        if bool(finished.all()):
-            break
-        attn = torch.cat([attn, torch.ones((n, 1), dtype=attn.dtype, device=device)], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=attn, position_ids=next_pos,
-                    use_cache=True, **{key: output_cache(out)})
-        next_pos = next_pos + 1
-    return generated
+    """Sample one continuation per suffix on top of the shared prefix cache (left untouched):
+    :func:`extend_and_sample` on a fresh :class:`BatchCache` of the prefix."""
+    state = BatchCache.from_prefix(cache, prefix_len, len(suffixes))
+    return extend_and_sample(model, state, suffixes, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
+                             pad_id=pad_id, temperature=temperature, generator=generator)
 
 
 @dataclass
@@ -168,6 +236,10 @@ class RolloutEngine:
     max_new_tokens: int = 64
     max_turns: int = 4
     temperature: float = 1.0
+    keep_turn_cache: bool = True
+    """Keep each episode's KV cache from turn to turn and feed only its new tokens (the last
+    sampled token, the env's reply, the next generation prompt). ``False`` re-feeds the whole
+    suffix every turn: the same tokens at a cost that grows with the square of the turns."""
 
     def __post_init__(self) -> None:
         eos = self.tokenizer.eos_token_id
@@ -194,16 +266,28 @@ class RolloutEngine:
                 ep.rendered_suffix = text
                 episodes.append(ep)
                 envs.append(env)
+        state: BatchCache | None = None
+        rows: list[int] = []  # the episode of each row of `state`
+        cached = [0] * len(episodes)  # per episode: how many of its suffix tokens `state` holds
         for turn in range(self.max_turns):
             active = [i for i, ep in enumerate(episodes) if not ep.done]
             if not active:
                 break
-            outs = sample_continuations(
-                self.model, cache, prefix_len, [episodes[i].suffix_ids for i in active],
-                max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids, pad_id=self.pad_id,
-                temperature=self.temperature, generator=sample_generator(generator),
+            if state is None or not self.keep_turn_cache or any(cached[i] == len(episodes[i].suffix_ids) for i in active):
+                state = BatchCache.from_prefix(cache, prefix_len, len(active))
+                for i in active:
+                    cached[i] = 0
+            else:
+                row_of = {episode: r for r, episode in enumerate(rows)}
+                state = state.select([row_of[i] for i in active])
+            rows = active
+            new_tokens = [episodes[i].suffix_ids[cached[i]:] for i in active]
+            outs = extend_and_sample(
+                self.model, state, new_tokens, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids,
+                pad_id=self.pad_id, temperature=self.temperature, generator=sample_generator(generator),
             )
-            for i, gen in zip(active, outs):
+            for r, (i, gen) in enumerate(zip(active, outs)):
+                cached[i] += len(new_tokens[r]) + state.generated_fed[r]
                 self._advance(episodes[i], envs[i], gen, turn)
         for ep, env in zip(episodes, envs):
             if not ep.done:  # out of turns: the episode is cut (reward 0, as a truncation)

@@ -58,9 +58,11 @@ class Tau3AirlineEnv(ToolUseEnv):
     ``max_messages`` (200), ``max_tool_output_chars`` (50,000).
 
     ## Deviations from upstream
-    Arguments are validated against the tool schema before running (no pydantic coercion:
-    ``"2"`` for an integer is an error); ``calculate`` rejects non-literal or >100 exponents;
-    unknown errors inside tools propagate instead of becoming messages.
+    Arguments are checked against the tool's JSON schema before the tool runs (upstream's
+    ``Environment.get_response`` hands them to the tool unchecked, so a mistyped argument such as
+    ``"2"`` for an integer fails somewhere inside the tool, or not at all; here it is always an
+    error observation and never touches state); ``calculate`` rejects non-literal or >100
+    exponents; unknown errors inside tools propagate instead of becoming messages.
 
     ## Version History
     * v0: initial version (upstream data and tools at a2c0247).

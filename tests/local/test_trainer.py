@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adapters.local.forward import collate, generated_hidden, pack, token_logp
-from adapters.local.rollout import prefix_cache, sample_continuations
+from adapters.local.rollout import BatchCache, extend_and_sample, prefix_cache, sample_continuations
 from adapters.local.trainer import LocalTrainer, LoopSettings
 from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
 from algorithms.credit_reference import CreditItem, CreditReference, StepRef
@@ -57,6 +57,53 @@ def test_sampler_matches_transformers_generate(tiny_model, tokenizer):
         ref = tiny_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
                                   eos_token_id=None, pad_token_id=0)[0, ids.shape[1]:].tolist()
         assert out == ref
+
+
+def _greedy_reference(model, ids: list[int], n: int) -> list[int]:
+    full = torch.tensor([ids])
+    return model.generate(full, attention_mask=torch.ones_like(full), max_new_tokens=n, do_sample=False,
+                          eos_token_id=None, pad_token_id=0)[0, full.shape[1]:].tolist()
+
+
+def test_turn_cache_continues_like_a_fresh_forward(tiny_model, tokenizer):
+    """A BatchCache kept across turns (a row that stopped early, gaps, a dropped row) samples
+    exactly what HF generate samples on each row's whole sequence."""
+    enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prefix = enc("system prompt shared by all siblings")
+    cache = prefix_cache(tiny_model, prefix)
+    turn1 = [enc("short"), enc("a much longer user turn here")]
+    kw = dict(pad_id=0, temperature=0.0)
+    dry = sample_continuations(tiny_model, cache, len(prefix), turn1, max_new_tokens=6, stop_ids=[-1], **kw)
+    stop = next(t for t in dry[0][1:] if t not in dry[1])  # row 0 stops early, row 1 runs on
+    state = BatchCache.from_prefix(cache, len(prefix), 2)
+    gen1 = extend_and_sample(tiny_model, state, turn1, max_new_tokens=6, stop_ids=[stop], **kw)
+    assert gen1[0][-1] == stop and len(gen1[0]) < 6 == len(gen1[1])
+    assert state.generated_fed == [len(gen1[0]), 5]  # the stop token was fed; row 1's last token not
+    turn2 = [enc(" tool result: ok"), enc(" yes")]
+    new = [gen1[r][state.generated_fed[r]:] + turn2[r] for r in range(2)]
+    gen2 = extend_and_sample(tiny_model, state, new, max_new_tokens=5, stop_ids=[-1], **kw)
+    seqs = [prefix + turn1[r] + gen1[r] + turn2[r] for r in range(2)]
+    assert gen2 == [_greedy_reference(tiny_model, seqs[r], 5) for r in range(2)]
+    fed = state.generated_fed[1]
+    state = state.select([1])  # row 0 is done: the gaps only it filled go, row 1 has none
+    assert bool(state.attention.all()) and state.attention.shape[1] == len(seqs[1]) + fed
+    assert state.generated_fed == [fed]
+    turn3 = gen2[1][fed:] + enc(" and then?")
+    gen3 = extend_and_sample(tiny_model, state, [turn3], max_new_tokens=4, stop_ids=[-1], **kw)
+    assert gen3[0] == _greedy_reference(tiny_model, seqs[1] + gen2[1] + enc(" and then?"), 4)
+
+
+def test_rollout_turn_cache_gives_the_same_episodes(tiny_model, tokenizer):
+    """Keeping the KV cache across turns changes the cost, not the episodes (greedy; the coin-flip
+    user ends siblings at different turns, so rows drop out between turns)."""
+    runs = []
+    for keep in (True, False):
+        engine = make_engine(tiny_model, tokenizer, max_turns=4, temperature=0.0, p_stop=0.4)
+        engine.keep_turn_cache = keep
+        episodes, _ = engine.run(NO_WRITE_TRAIN[:2], 3, seed=5)
+        runs.append([(ep.suffix_ids, ep.loss_mask, ep.reward, ep.turns) for ep in episodes])
+    assert len({turns for *_, turns in runs[0]}) > 1  # episodes ended at different turns
+    assert runs[0] == runs[1]
 
 
 def test_rollout_masks_only_generated_tokens(tiny_model, tokenizer):
