@@ -108,8 +108,7 @@ class BatchCache:
 
     Row ``r`` attends to the columns where ``attention[r] == 1``; the gaps (right-alignment
     padding, steps after the row stopped) are masked out, and positions count attended columns
-    only, so every row sees exactly ``prefix + its own tokens`` (the layout the single-turn
-    sampler already used for the prefix/suffix gap).
+    only, so every row sees exactly ``prefix + its own tokens``.
     """
 
     kv: Any
@@ -204,25 +203,6 @@ def extend_and_sample(
     state.attention = attn
     state.generated_fed = fed.tolist()
     return generated
-
-
-def sample_continuations(
-    model: torch.nn.Module,
-    cache,
-    prefix_len: int,
-    suffixes: Sequence[Sequence[int]],
-    *,
-    max_new_tokens: int,
-    stop_ids: Sequence[int],
-    pad_id: int,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> list[list[int]]:
-    """Sample one continuation per suffix on top of the shared prefix cache (left untouched):
-    :func:`extend_and_sample` on a fresh :class:`BatchCache` of the prefix."""
-    state = BatchCache.from_prefix(cache, prefix_len, len(suffixes))
-    return extend_and_sample(model, state, suffixes, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
-                             pad_id=pad_id, temperature=temperature, generator=generator)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adapters.local.forward import collate, generated_hidden, pack, token_logp
-from adapters.local.rollout import BatchCache, extend_and_sample, prefix_cache, sample_continuations
+from adapters.local.rollout import BatchCache, extend_and_sample, prefix_cache
 from adapters.local.trainer import LocalTrainer, LoopSettings
 from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
 from algorithms.credit_reference import CreditItem, CreditReference, StepRef
@@ -49,9 +49,8 @@ def test_sampler_matches_transformers_generate(tiny_model, tokenizer):
     """Shared-prefix batched sampling (greedy) == HF generate on each full sequence."""
     prefix = tokenizer("system prompt shared by all siblings", add_special_tokens=False)["input_ids"]
     suffixes = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("short", "a much longer user turn here")]
-    cache = prefix_cache(tiny_model, prefix)
-    outs = sample_continuations(tiny_model, cache, len(prefix), suffixes, max_new_tokens=8, stop_ids=[-1],
-                                pad_id=0, temperature=0.0)
+    state = BatchCache.from_prefix(prefix_cache(tiny_model, prefix), len(prefix), len(suffixes))
+    outs = extend_and_sample(tiny_model, state, suffixes, max_new_tokens=8, stop_ids=[-1], pad_id=0, temperature=0.0)
     for suffix, out in zip(suffixes, outs):
         ids = torch.tensor([prefix + suffix])
         ref = tiny_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
@@ -73,7 +72,8 @@ def test_turn_cache_continues_like_a_fresh_forward(tiny_model, tokenizer):
     cache = prefix_cache(tiny_model, prefix)
     turn1 = [enc("short"), enc("a much longer user turn here")]
     kw = dict(pad_id=0, temperature=0.0)
-    dry = sample_continuations(tiny_model, cache, len(prefix), turn1, max_new_tokens=6, stop_ids=[-1], **kw)
+    dry = extend_and_sample(tiny_model, BatchCache.from_prefix(cache, len(prefix), 2), turn1, max_new_tokens=6,
+                            stop_ids=[-1], **kw)
     stop = next(t for t in dry[0][1:] if t not in dry[1])  # row 0 stops early, row 1 runs on
     state = BatchCache.from_prefix(cache, len(prefix), 2)
     gen1 = extend_and_sample(tiny_model, state, turn1, max_new_tokens=6, stop_ids=[stop], **kw)
