@@ -54,12 +54,12 @@ run_checks() {
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-  local div_args=() step_args=(--device cuda --arch qwen3-0.6b --tasks 2 --group-size 4 --max-turns 2
-                               --max-new-tokens 64 --repeats 3)
+  local div_args=() step_args=(--device cuda --arch qwen3-0.6b --tasks 2 --group-size 4 --max-turns 4
+                               --max-new-tokens 128 --repeats 3)
   if [ "${SGCD_GPU_CHECK_SMOKE:-0}" = 1 ]; then
     export TRITON_INTERPRET=1
     div_args=(--tokens 64 --vocab 1009 --hidden 64 --repeats 1 --warmup 0 --no-sweep --dtype bfloat16)
-    step_args=(--device cpu --arch qwen3-tiny --tasks 2 --group-size 2 --max-turns 1 --max-new-tokens 4 --repeats 1)
+    step_args=(--device cpu --arch qwen3-tiny --tasks 2 --group-size 2 --max-turns 3 --max-new-tokens 4 --repeats 1)
   else
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
   fi
