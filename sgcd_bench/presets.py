@@ -1,7 +1,7 @@
 """Named run presets: every size of a run in one place, printed at the start of each run.
 
 ``cpu`` is the embedded default: sized so that ``sgcd-bench compare grpo sgcd sdpo`` trains
-all three methods and prints the leaderboard in about 15 minutes on a 2-core machine with
+all three methods and prints the leaderboard in about 9 minutes on a 2-core machine with
 SmolLM2-135M. It uses the compact prompt variant and the scripted stand-in user, so its
 numbers show that the pipeline works end to end; they are not benchmark numbers.
 ``gpu`` is for one GPU and a real model (``--model PATH``): the faithful prompt, larger
