@@ -73,6 +73,8 @@ TokensOpt = Annotated[Optional[int], typer.Option(help="New tokens per agent tur
 LrOpt = Annotated[Optional[float], typer.Option(help="Learning rate (AdamW).")]
 MicroOpt = Annotated[Optional[int], typer.Option(help="Groups per forward/backward pass (gradient accumulation with "
                                                       "whole-batch loss denominators; the update is unchanged).")]
+RolloutBatchOpt = Annotated[Optional[int], typer.Option(help="Groups rolled out together in one batch (bounds the "
+                                                             "rollout's KV cache; default: the preset's, gpu 2).")]
 EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N tasks of the eval split (default: all).")]
 EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]
@@ -124,7 +126,8 @@ def print_sizes(p, env_id: str, model: str | None) -> None:
         f"prompt {p.prompt_variant}{' (stand-in)' if p.prompt_variant == 'compact' else ''}\n"
         f"  train: {loop.steps} steps × {p.sampling.groups_per_batch} groups × G={g.group_size} siblings, "
         f"≤{loop.max_turns} turns × {loop.max_new_tokens} tokens, lr {g.lr:g}, β_KL {g.beta_kl:g}, "
-        f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds\n"
+        f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds"
+        f"{f', rollouts {loop.rollout_batch_groups} group(s) at a time' if loop.rollout_batch_groups else ''}\n"
         f"  eval: {p.eval_split} split, {p.eval_tasks or 'all'} tasks × {p.eval_trials} trial(s), "
         f"temperature {p.eval_temperature:g}", highlight=False)
 
@@ -176,6 +179,7 @@ def compare(
     max_new_tokens: TokensOpt = None,
     lr: LrOpt = None,
     micro_batch_groups: MicroOpt = None,
+    rollout_batch_groups: RolloutBatchOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -198,10 +202,11 @@ def compare(
     p, env_id, pieces, base, store, run = _session(
         preset=preset, env=env, model=model, out=out, seed=seed, steps=steps, group_size=group_size,
         groups_per_batch=groups_per_batch, max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
-        micro_batch_groups=micro_batch_groups, eval_tasks=eval_tasks, eval_trials=eval_trials,
-        eval_split=eval_split, device=device, prompt_variant=prompt, summarizer_base_url=summarizer_base_url,
-        summarizer_model=summarizer_model, summarizer_key_env=summarizer_key_env, user_base_url=user_base_url,
-        user_model=user_model, user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
+        micro_batch_groups=micro_batch_groups, rollout_batch_groups=rollout_batch_groups, eval_tasks=eval_tasks,
+        eval_trials=eval_trials, eval_split=eval_split, device=device, prompt_variant=prompt,
+        summarizer_base_url=summarizer_base_url, summarizer_model=summarizer_model,
+        summarizer_key_env=summarizer_key_env, user_base_url=user_base_url, user_model=user_model,
+        user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
     from leaderboards.tables import print_leaderboard
 
     commit = run.default_commit()
@@ -242,6 +247,7 @@ def train(
     max_new_tokens: TokensOpt = None,
     lr: LrOpt = None,
     micro_batch_groups: MicroOpt = None,
+    rollout_batch_groups: RolloutBatchOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -265,10 +271,11 @@ def train(
     p, env_id, pieces, base, store, run = _session(
         preset=preset, env=env, model=model, out=out, seed=seed, steps=steps, group_size=group_size,
         groups_per_batch=groups_per_batch, max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
-        micro_batch_groups=micro_batch_groups, eval_tasks=eval_tasks, eval_trials=eval_trials,
-        eval_split=eval_split, device=device, prompt_variant=prompt, summarizer_base_url=summarizer_base_url,
-        summarizer_model=summarizer_model, summarizer_key_env=summarizer_key_env, user_base_url=user_base_url,
-        user_model=user_model, user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
+        micro_batch_groups=micro_batch_groups, rollout_batch_groups=rollout_batch_groups, eval_tasks=eval_tasks,
+        eval_trials=eval_trials, eval_split=eval_split, device=device, prompt_variant=prompt,
+        summarizer_base_url=summarizer_base_url, summarizer_model=summarizer_model,
+        summarizer_key_env=summarizer_key_env, user_base_url=user_base_url, user_model=user_model,
+        user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
     from leaderboards.tables import print_leaderboard
 
     run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=run.default_commit(),
@@ -286,6 +293,7 @@ def eval_(
     seed: SeedOpt = None,
     max_turns: TurnsOpt = None,
     max_new_tokens: TokensOpt = None,
+    rollout_batch_groups: RolloutBatchOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     device: DeviceOpt = None,
@@ -299,9 +307,9 @@ def eval_(
     """Evaluate a model without training (stored as method 'eval') and print the leaderboard."""
     p, env_id, pieces, base, store, run = _session(
         preset=preset, env=env, model=model, out=out, seed=seed, max_turns=max_turns, max_new_tokens=max_new_tokens,
-        eval_tasks=eval_tasks, eval_trials=eval_trials, eval_split=split, device=device, prompt_variant=prompt,
-        user_base_url=user_base_url, user_model=user_model, user_key_env=user_key_env, llm_timeout=llm_timeout,
-        llm_retries=llm_retries)
+        rollout_batch_groups=rollout_batch_groups, eval_tasks=eval_tasks, eval_trials=eval_trials, eval_split=split,
+        device=device, prompt_variant=prompt, user_base_url=user_base_url, user_model=user_model,
+        user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
     from leaderboards.tables import print_leaderboard
 
     run.evaluate_only(base, pieces, store, console=console, commit=run.default_commit())

@@ -216,12 +216,17 @@ class RolloutEngine:
     max_new_tokens: int = 64
     max_turns: int = 4
     temperature: float = 1.0
+    batch_groups: int | None = None
+    """Groups (tasks × their G siblings) sampled together in one lockstep batch; the batches run
+    one after another. Bounds the KV cache (rows × context); None = all groups at once."""
     keep_turn_cache: bool = True
     """Keep each episode's KV cache from turn to turn and feed only its new tokens (the last
     sampled token, the env's reply, the next generation prompt). ``False`` re-feeds the whole
     suffix every turn: the same tokens at a cost that grows with the square of the turns."""
 
     def __post_init__(self) -> None:
+        if self.batch_groups is not None and (not isinstance(self.batch_groups, int) or self.batch_groups < 1):
+            raise ValueError(f"RolloutEngine.batch_groups must be None or >= 1, got {self.batch_groups!r}")
         eos = self.tokenizer.eos_token_id
         self.stop_ids = [eos] if isinstance(eos, int) else list(eos)
         pad = self.tokenizer.pad_token_id
@@ -232,7 +237,6 @@ class RolloutEngine:
         started = time.perf_counter()
         generator = torch.Generator(device="cpu").manual_seed(seed)
         cache = prefix_cache(self.model, self.renderer.prefix_ids)
-        prefix_len = len(self.renderer.prefix_ids)
         episodes: list[Episode] = []
         envs = []
         for g, task_id in enumerate(task_ids):
@@ -246,6 +250,22 @@ class RolloutEngine:
                 ep.rendered_suffix = text
                 episodes.append(ep)
                 envs.append(env)
+        per = len(task_ids) if self.batch_groups is None else self.batch_groups
+        for first in range(0, len(task_ids), per):
+            rows = slice(first * group_size, (first + per) * group_size)
+            self._lockstep(episodes[rows], envs[rows], cache, generator)
+        for ep, env in zip(episodes, envs):
+            if not ep.done:  # out of turns: the episode is cut (reward 0, as a truncation)
+                ep.info.setdefault("termination", "max_turns")
+            env.close()
+        wall = time.perf_counter() - started
+        gen_tokens = sum(ep.generated_tokens for ep in episodes)
+        return episodes, {"rollout_s": wall, "generated_tokens": gen_tokens,
+                          "tokens_per_s": gen_tokens / max(wall, 1e-9)}
+
+    def _lockstep(self, episodes: list[Episode], envs: list[Any], cache, generator: torch.Generator) -> None:
+        """Advance ``episodes`` turn by turn, all active ones sampled together each turn."""
+        prefix_len = len(self.renderer.prefix_ids)
         state: BatchCache | None = None
         rows: list[int] = []  # the episode of each row of `state`
         cached = [0] * len(episodes)  # per episode: how many of its suffix tokens `state` holds
@@ -253,7 +273,8 @@ class RolloutEngine:
             active = [i for i, ep in enumerate(episodes) if not ep.done]
             if not active:
                 break
-            if state is None or not self.keep_turn_cache or any(cached[i] == len(episodes[i].suffix_ids) for i in active):
+            fresh = state is None or not self.keep_turn_cache
+            if fresh or any(cached[i] == len(episodes[i].suffix_ids) for i in active):
                 state = BatchCache.from_prefix(cache, prefix_len, len(active))
                 for i in active:
                     cached[i] = 0
@@ -269,14 +290,6 @@ class RolloutEngine:
             for r, (i, gen) in enumerate(zip(active, outs)):
                 cached[i] += len(new_tokens[r]) + state.generated_fed[r]
                 self._advance(episodes[i], envs[i], gen, turn)
-        for ep, env in zip(episodes, envs):
-            if not ep.done:  # out of turns: the episode is cut (reward 0, as a truncation)
-                ep.info.setdefault("termination", "max_turns")
-            env.close()
-        wall = time.perf_counter() - started
-        gen_tokens = sum(ep.generated_tokens for ep in episodes)
-        return episodes, {"rollout_s": wall, "generated_tokens": gen_tokens,
-                          "tokens_per_s": gen_tokens / max(wall, 1e-9)}
 
     def _advance(self, ep: Episode, env: Any, gen: list[int], turn: int) -> None:
         ended_on_stop = bool(gen) and gen[-1] in self.stop_ids

@@ -57,6 +57,9 @@ class LoopSettings:
     micro_batch_groups: int | None = None
     """Groups per forward/backward pass; gradients accumulate over the batch's micro-batches
     with whole-batch loss denominators, so the update equals the one-pass update. None = one pass."""
+    rollout_batch_groups: int | None = None
+    """Groups sampled together in one lockstep rollout batch (the rest wait their turn); bounds
+    the rollout's KV cache, rows × context. None = all groups of a round at once."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -66,9 +69,10 @@ class LoopSettings:
                 raise ValueError(f"LoopSettings.{name} must be a positive integer, got {value!r}")
         if not self.temperature > 0:
             raise ValueError(f"LoopSettings.temperature must be > 0 for training rollouts, got {self.temperature!r}")
-        if self.micro_batch_groups is not None and (not isinstance(self.micro_batch_groups, int)
-                                                    or self.micro_batch_groups < 1):
-            raise ValueError(f"LoopSettings.micro_batch_groups must be None or >= 1, got {self.micro_batch_groups!r}")
+        for name in ("micro_batch_groups", "rollout_batch_groups"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"LoopSettings.{name} must be None or >= 1, got {value!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"LoopSettings.weight_decay must be >= 0, got {self.weight_decay!r}")
 

@@ -57,6 +57,11 @@ def test_bad_preset_value_fails_before_training(tmp_path):
                    "GRPOConfig.group_size = 1 is invalid")
 
 
+def test_bad_rollout_batch_fails_before_training(tmp_path):
+    one_line_error(invoke("train", "sgcd", "--rollout-batch-groups", "0", "--out", str(tmp_path)),
+                   "rollout_batch_groups must be None or >= 1, got 0")
+
+
 def test_unknown_env(tmp_path):
     one_line_error(invoke("compare", "grpo", "--env", "tau3-airlin", "--out", str(tmp_path)),
                    "Did you mean 'tau3-airline'?")
@@ -83,8 +88,9 @@ def test_compare_end_to_end_with_a_tiny_model(tmp_path, tokenizer):
     out = tmp_path / "runs"
     result = invoke("compare", "grpo", "sgcd", "sdpo", "--model", str(model_dir), "--out", str(out),
                     "--steps", "1", "--group-size", "2", "--max-turns", "1", "--max-new-tokens", "3",
-                    "--eval-tasks", "2")
+                    "--eval-tasks", "2", "--rollout-batch-groups", "1")
     assert result.exit_code == 0, result.output
+    assert "rollouts 1 group(s) at a time" in result.output
     assert "leaderboard" in result.output and "baseline" in result.output and "reference" in result.output
     export = tmp_path / "board.json"
     listed = invoke("leaderboard", "--out", str(out), "--export", str(export))

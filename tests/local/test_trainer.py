@@ -93,17 +93,18 @@ def test_turn_cache_continues_like_a_fresh_forward(tiny_model, tokenizer):
     assert gen3[0] == _greedy_reference(tiny_model, seqs[1] + gen2[1] + enc(" and then?"), 4)
 
 
-def test_rollout_turn_cache_gives_the_same_episodes(tiny_model, tokenizer):
-    """Keeping the KV cache across turns changes the cost, not the episodes (greedy; the coin-flip
-    user ends siblings at different turns, so rows drop out between turns)."""
+def test_rollout_turn_cache_and_batching_give_the_same_episodes(tiny_model, tokenizer):
+    """Keeping the KV cache across turns, or rolling out one group at a time, changes the cost,
+    not the episodes (greedy; the coin-flip user ends siblings at different turns, so rows drop
+    out between turns)."""
     runs = []
-    for keep in (True, False):
+    for keep, batch_groups in ((True, None), (False, None), (True, 1)):
         engine = make_engine(tiny_model, tokenizer, max_turns=4, temperature=0.0, p_stop=0.4)
-        engine.keep_turn_cache = keep
+        engine.keep_turn_cache, engine.batch_groups = keep, batch_groups
         episodes, _ = engine.run(NO_WRITE_TRAIN[:2], 3, seed=5)
-        runs.append([(ep.suffix_ids, ep.loss_mask, ep.reward, ep.turns) for ep in episodes])
+        runs.append([(ep.group, ep.suffix_ids, ep.loss_mask, ep.reward, ep.turns) for ep in episodes])
     assert len({turns for *_, turns in runs[0]}) > 1  # episodes ended at different turns
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2]
 
 
 def test_rollout_masks_only_generated_tokens(tiny_model, tokenizer):
