@@ -75,6 +75,10 @@ MicroOpt = Annotated[Optional[int], typer.Option(help="Groups per forward/backwa
                                                       "whole-batch loss denominators; the update is unchanged).")]
 RolloutBatchOpt = Annotated[Optional[int], typer.Option(help="Groups rolled out together in one batch (bounds the "
                                                              "rollout's KV cache; default: the preset's, gpu 2).")]
+CheckpointOpt = Annotated[Optional[bool], typer.Option(
+    "--activation-checkpointing/--no-activation-checkpointing",
+    help="Recompute decoder activations in the backward pass (less memory, ~1 more forward; the update is "
+         "unchanged). Default: the preset's (gpu on).")]
 EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N tasks of the eval split (default: all).")]
 EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]
@@ -127,7 +131,8 @@ def print_sizes(p, env_id: str, model: str | None) -> None:
         f"  train: {loop.steps} steps × {p.sampling.groups_per_batch} groups × G={g.group_size} siblings, "
         f"≤{loop.max_turns} turns × {loop.max_new_tokens} tokens, lr {g.lr:g}, β_KL {g.beta_kl:g}, "
         f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds"
-        f"{f', rollouts {loop.rollout_batch_groups} group(s) at a time' if loop.rollout_batch_groups else ''}\n"
+        f"{f', rollouts {loop.rollout_batch_groups} group(s) at a time' if loop.rollout_batch_groups else ''}"
+        f"{', activation checkpointing' if loop.activation_checkpointing else ''}\n"
         f"  eval: {p.eval_split} split, {p.eval_tasks or 'all'} tasks × {p.eval_trials} trial(s), "
         f"temperature {p.eval_temperature:g}", highlight=False)
 
@@ -180,6 +185,7 @@ def compare(
     lr: LrOpt = None,
     micro_batch_groups: MicroOpt = None,
     rollout_batch_groups: RolloutBatchOpt = None,
+    activation_checkpointing: CheckpointOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -202,8 +208,9 @@ def compare(
     p, env_id, pieces, base, store, run = _session(
         preset=preset, env=env, model=model, out=out, seed=seed, steps=steps, group_size=group_size,
         groups_per_batch=groups_per_batch, max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
-        micro_batch_groups=micro_batch_groups, rollout_batch_groups=rollout_batch_groups, eval_tasks=eval_tasks,
-        eval_trials=eval_trials, eval_split=eval_split, device=device, prompt_variant=prompt,
+        micro_batch_groups=micro_batch_groups, rollout_batch_groups=rollout_batch_groups,
+        activation_checkpointing=activation_checkpointing, eval_tasks=eval_tasks, eval_trials=eval_trials,
+        eval_split=eval_split, device=device, prompt_variant=prompt,
         summarizer_base_url=summarizer_base_url, summarizer_model=summarizer_model,
         summarizer_key_env=summarizer_key_env, user_base_url=user_base_url, user_model=user_model,
         user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
@@ -248,6 +255,7 @@ def train(
     lr: LrOpt = None,
     micro_batch_groups: MicroOpt = None,
     rollout_batch_groups: RolloutBatchOpt = None,
+    activation_checkpointing: CheckpointOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -271,8 +279,9 @@ def train(
     p, env_id, pieces, base, store, run = _session(
         preset=preset, env=env, model=model, out=out, seed=seed, steps=steps, group_size=group_size,
         groups_per_batch=groups_per_batch, max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
-        micro_batch_groups=micro_batch_groups, rollout_batch_groups=rollout_batch_groups, eval_tasks=eval_tasks,
-        eval_trials=eval_trials, eval_split=eval_split, device=device, prompt_variant=prompt,
+        micro_batch_groups=micro_batch_groups, rollout_batch_groups=rollout_batch_groups,
+        activation_checkpointing=activation_checkpointing, eval_tasks=eval_tasks, eval_trials=eval_trials,
+        eval_split=eval_split, device=device, prompt_variant=prompt,
         summarizer_base_url=summarizer_base_url, summarizer_model=summarizer_model,
         summarizer_key_env=summarizer_key_env, user_base_url=user_base_url, user_model=user_model,
         user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)

@@ -78,7 +78,7 @@ PRESETS: dict[str, Preset] = {
     "gpu": Preset(
         name="gpu",
         loop=LoopSettings(steps=50, max_turns=30, max_new_tokens=512, temperature=1.0, micro_batch_groups=1,
-                          rollout_batch_groups=2),
+                          rollout_batch_groups=2, activation_checkpointing=True),
         grpo=GRPOConfig(group_size=8, lr=1e-6),
         sampling=DynamicSamplingConfig(groups_per_batch=8, oversample_factor=1.5, max_rounds=4),
         sgcd=SGCDConfig(),
@@ -106,7 +106,8 @@ def get_preset(name: str) -> Preset:
 
 def with_overrides(preset: Preset, **overrides: Any) -> Preset:
     """A copy of ``preset`` with CLI overrides (None = keep); validation runs again."""
-    loop_keys = {"steps", "max_turns", "max_new_tokens", "seed", "micro_batch_groups", "rollout_batch_groups"}
+    loop_keys = {"steps", "max_turns", "max_new_tokens", "seed", "micro_batch_groups", "rollout_batch_groups",
+                 "activation_checkpointing"}
     loop = replace(preset.loop, **{k: v for k, v in overrides.items() if k in loop_keys and v is not None})
     grpo = preset.grpo
     if overrides.get("group_size") is not None:

@@ -6,16 +6,23 @@ credit reference or an SDPO demonstration), runs each distinct prefix once, expa
 cache to the rows that share it, and runs the suffixes on top. Only the rows that predict a
 policy-generated token are turned into logits, so no [tokens × vocab] tensor over the whole
 sequence is ever built.
+
+The suffix pass only reads the prefix cache (:class:`ReadOnlyPrefixCache`), so it works with
+transformers' activation checkpointing (:func:`enable_activation_checkpointing`): the decoder
+layers keep only their inputs and recompute the rest in the backward pass, reading the same
+prefix states, while the prefix itself is still computed once per distinct prefix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .rollout import Episode, _expand_cache, cache_kwarg, prefix_cache
+from .rollout import Episode, cache_kwarg, prefix_cache
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,72 @@ def collate(episodes: Sequence[Episode], *, pad_id: int, device: str | torch.dev
     return RolloutBatch(ids=ids.to(device), attn=attn.to(device), mask=gen[:, 1:].to(device))
 
 
+@functools.cache
+def _cache_class() -> type:
+    from transformers import DynamicCache
+
+    class ReadOnlyPrefixCache(DynamicCache):
+        """A prefix's KV cache that the suffix pass reads and never writes: ``update`` returns
+        prefix ⊕ the suffix's new states without storing them, so a checkpointed layer that is
+        replayed in the backward pass sees the same prefix again."""
+
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            layer = self.layers[layer_idx]
+            return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
+
+    return ReadOnlyPrefixCache
+
+
+def read_only_prefix_cache(cache, rows: int):
+    """``cache`` (one prefix) expanded to ``rows`` rows as a :class:`ReadOnlyPrefixCache`."""
+    from transformers import DynamicCache
+
+    frozen = _cache_class()()
+    for layer_idx, layer in enumerate(cache.layers):
+        DynamicCache.update(frozen, layer.keys.expand(rows, *layer.keys.shape[1:]),
+                            layer.values.expand(rows, *layer.values.shape[1:]), layer_idx)
+    return frozen
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Turn on transformers' activation checkpointing (non-reentrant) for the training forward."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+@contextlib.contextmanager
+def _prefix_pass(decoder: torch.nn.Module) -> Iterator[None]:
+    """Checkpointing off (it would drop the cache the prefix pass exists to build)."""
+    saved = [(m, m.gradient_checkpointing) for m in decoder.modules() if getattr(m, "gradient_checkpointing", False)]
+    for m, _ in saved:
+        m.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for m, flag in saved:
+            m.gradient_checkpointing = flag
+
+
+@contextlib.contextmanager
+def _suffix_pass(decoder: torch.nn.Module) -> Iterator[None]:
+    """Tell checkpointed layers that they only read the cache, so they keep it."""
+    missing = object()
+    saved = [(m, vars(m).get("_can_checkpoint_with_cache", missing))
+             for m in decoder.modules() if hasattr(m, "_can_checkpoint_with_cache")]
+    for m, _ in saved:
+        m._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for m, flag in saved:
+            if flag is missing:
+                del m._can_checkpoint_with_cache  # back to the class default
+            else:
+                m._can_checkpoint_with_cache = flag
+
+
 def generated_hidden(
     model: torch.nn.Module,
     prefixes: Sequence[Sequence[int]],
@@ -71,15 +144,17 @@ def generated_hidden(
         by_prefix.setdefault(tuple(prefix), []).append(row)
     with torch.set_grad_enabled(grad):
         for prefix, rows in by_prefix.items():
-            cache = prefix_cache(decoder, prefix, grad=grad)
-            kv = _expand_cache(cache, len(rows))
+            with _prefix_pass(decoder):
+                cache = prefix_cache(decoder, prefix, grad=grad)
+            kv = read_only_prefix_cache(cache, len(rows))
             p = len(prefix)
             index = torch.tensor(rows, device=batch.ids.device)
             attn = torch.cat([torch.ones((len(rows), p), dtype=batch.attn.dtype, device=batch.attn.device),
                               batch.attn[index]], dim=1)
             positions = (p + torch.arange(width, device=batch.ids.device)).expand(len(rows), width)
-            out = decoder(input_ids=batch.ids[index], attention_mask=attn, position_ids=positions,
-                          use_cache=True, **{key: kv})
+            with _suffix_pass(decoder):
+                out = decoder(input_ids=batch.ids[index], attention_mask=attn, position_ids=positions,
+                              use_cache=False, **{key: kv})
             states = out.last_hidden_state[:, :-1]
             for j, row in enumerate(rows):
                 hidden[row] = states[j]

@@ -35,7 +35,7 @@ from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGC
 from algorithms.credit_reference import select_siblings, steps_from_messages, teacher_messages
 from algorithms.divergence import reverse_kl_and_entropy
 
-from .forward import RolloutBatch, collate, generated_hidden, lm_head, pack, token_logp
+from .forward import RolloutBatch, collate, enable_activation_checkpointing, generated_hidden, lm_head, pack, token_logp
 from .rollout import Episode, RolloutEngine
 
 
@@ -57,6 +57,11 @@ class LoopSettings:
     micro_batch_groups: int | None = None
     """Groups per forward/backward pass; gradients accumulate over the batch's micro-batches
     with whole-batch loss denominators, so the update equals the one-pass update. None = one pass."""
+    activation_checkpointing: bool = False
+    """Keep only each decoder layer's inputs in the training forward and recompute the rest in
+    the backward pass (transformers' activation checkpointing): activation memory drops from
+    layers × tokens × (all intermediates) to layers × tokens × hidden, for about one more
+    forward of compute. The update is unchanged."""
     rollout_batch_groups: int | None = None
     """Groups sampled together in one lockstep rollout batch (the rest wait their turn); bounds
     the rollout's KV cache, rows × context. None = all groups of a round at once."""
@@ -158,6 +163,8 @@ class LocalTrainer:
         )
         self.step_idx = 0
         self._task_rng = torch.Generator().manual_seed(loop.seed)
+        if loop.activation_checkpointing:  # after the frozen copies: they never run backward
+            enable_activation_checkpointing(model)
 
     # ------------------------------------------------------------------ rollout + sampling
     def _draw_tasks(self, n: int) -> list[str]:

@@ -34,9 +34,10 @@ class FixedReferenceSummarizer:
 
 
 def make_trainer(model, tokenizer, method: str, *, seed: int = 0, sgcd_cfg: SGCDConfig | None = None,
-                 micro_batch_groups: int | None = None):
+                 micro_batch_groups: int | None = None, activation_checkpointing: bool = False):
     engine = make_engine(model, tokenizer)
-    loop = LoopSettings(steps=1, max_turns=2, max_new_tokens=6, seed=seed, micro_batch_groups=micro_batch_groups)
+    loop = LoopSettings(steps=1, max_turns=2, max_new_tokens=6, seed=seed, micro_batch_groups=micro_batch_groups,
+                        activation_checkpointing=activation_checkpointing)
     return LocalTrainer(
         model, tokenizer, engine, method=method, loop=loop,
         grpo_cfg=GRPOConfig(group_size=4, lr=1e-3), sampling_cfg=DynamicSamplingConfig(groups_per_batch=2, max_rounds=4),
@@ -196,6 +197,33 @@ def test_micro_batches_give_the_one_pass_update(tokenizer, method):
     assert ra.metrics["micro_batches"] == 1.0 and rb.metrics["micro_batches"] == rb.metrics["groups_kept"] >= 2
     assert rb.metrics["loss"] == pytest.approx(ra.metrics["loss"], rel=1e-5, abs=1e-7)
     for p, q in zip(one_pass.parameters(), micro.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["grpo", "sgcd", "sdpo"])
+def test_activation_checkpointing_gives_the_same_update(tokenizer, method):
+    """With activation checkpointing the decoder layers really recompute in the backward pass
+    (their MLPs run twice as often) and still read the shared prefix cache: same update."""
+    plain, ckpt = tiny_llama(len(tokenizer), seed=7), tiny_llama(len(tokenizer), seed=7)
+    a = make_trainer(plain, tokenizer, method, seed=4)
+    b = make_trainer(ckpt, tokenizer, method, seed=4, activation_checkpointing=True)
+    episodes, _, _ = a.collect()
+    calls = {"plain": 0, "ckpt": 0}
+
+    def counting(forward, name):  # not a forward hook: hooks do not fire in the recompute
+        def run(*args, **kwargs):
+            calls[name] += 1
+            return forward(*args, **kwargs)
+        return run
+
+    for name, model in (("plain", plain), ("ckpt", ckpt)):
+        for layer in model.model.layers:
+            layer.mlp.forward = counting(layer.mlp.forward, name)
+    ma, mb = a.update(copy.deepcopy(episodes)), b.update(copy.deepcopy(episodes))
+    assert ma["updated"] == mb["updated"] == 1.0
+    assert calls["ckpt"] > calls["plain"] > 0
+    assert mb["loss"] == pytest.approx(ma["loss"], rel=1e-5, abs=1e-7)
+    for p, q in zip(plain.parameters(), ckpt.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
 
 
