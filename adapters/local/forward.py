@@ -92,34 +92,33 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
 
 
 @contextlib.contextmanager
-def _prefix_pass(decoder: torch.nn.Module) -> Iterator[None]:
-    """Checkpointing off (it would drop the cache the prefix pass exists to build)."""
-    saved = [(m, m.gradient_checkpointing) for m in decoder.modules() if getattr(m, "gradient_checkpointing", False)]
-    for m, _ in saved:
-        m.gradient_checkpointing = False
-    try:
-        yield
-    finally:
-        for m, flag in saved:
-            m.gradient_checkpointing = flag
-
-
-@contextlib.contextmanager
-def _suffix_pass(decoder: torch.nn.Module) -> Iterator[None]:
-    """Tell checkpointed layers that they only read the cache, so they keep it."""
+def _temporarily(modules: Sequence[torch.nn.Module], name: str, value: object) -> Iterator[None]:
+    """Set attribute ``name`` to ``value`` on ``modules``; afterwards restore each module's own
+    value, or drop it back to the class default."""
     missing = object()
-    saved = [(m, vars(m).get("_can_checkpoint_with_cache", missing))
-             for m in decoder.modules() if hasattr(m, "_can_checkpoint_with_cache")]
+    saved = [(m, vars(m).get(name, missing)) for m in modules]
     for m, _ in saved:
-        m._can_checkpoint_with_cache = True
+        setattr(m, name, value)
     try:
         yield
     finally:
-        for m, flag in saved:
-            if flag is missing:
-                del m._can_checkpoint_with_cache  # back to the class default
+        for m, old in saved:
+            if old is missing:
+                delattr(m, name)
             else:
-                m._can_checkpoint_with_cache = flag
+                setattr(m, name, old)
+
+
+def _prefix_pass(decoder: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Checkpointing off (it would drop the cache the prefix pass exists to build)."""
+    flagged = [m for m in decoder.modules() if getattr(m, "gradient_checkpointing", False)]
+    return _temporarily(flagged, "gradient_checkpointing", False)
+
+
+def _suffix_pass(decoder: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Tell checkpointed layers that they only read the cache, so they keep it."""
+    layers = [m for m in decoder.modules() if hasattr(m, "_can_checkpoint_with_cache")]
+    return _temporarily(layers, "_can_checkpoint_with_cache", True)
 
 
 def generated_hidden(
