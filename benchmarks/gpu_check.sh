@@ -71,9 +71,11 @@ transformers.__version__, '| triton', triton.__version__, '| cuda', torch.cuda.i
     | tee "$out/pytest_gpu.txt" || status=1
   echo "== 2/3 divergence: naive vs chunked vs fused vs floor"
   "$py" benchmarks/gpu_divergence_check.py --out "$out" "${div_args[@]}" 2>&1 | tee "$out/divergence.txt" || status=1
-  echo "== 3/3 local trainer: GRPO+KL, SGCD, SDPO steps"
+  echo "== 3/3 local trainer: GRPO+KL, SGCD, SDPO steps (without, then with activation checkpointing)"
   "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" 2>&1 \
     | tee "$out/step_overhead.txt" || status=1
+  "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" --activation-checkpointing \
+    2>&1 | tee "$out/step_overhead_ckpt.txt" || status=1
   echo "gpu_check: $([ $status = 0 ] && echo all checks ran || echo SOME CHECK FAILED, see above)"
   return $status
 }

@@ -11,7 +11,7 @@ mixed, and SGCD's summarizer is a fixed one-line reference (a timing stand-in), 
 runs the teacher: the measured SGCD cost is its worst case.
 
     python benchmarks/step_overhead.py                          # CPU, embedded SmolLM2-135M
-    python benchmarks/step_overhead.py --device cuda --arch qwen3-0.6b --tokenizer PATH
+    python benchmarks/step_overhead.py --device cuda --arch qwen3-0.6b --tokenizer PATH [--activation-checkpointing]
       # GPU check (issue 7): random-initialised Qwen3-0.6B-shaped model in bf16
 """
 
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--prompt", default="compact", choices=["compact", "faithful"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--activation-checkpointing", action="store_true", help="as the GPU preset does")
     args = parser.parse_args()
 
     model, tokenizer = build_model(args)
@@ -106,14 +107,16 @@ def main() -> None:
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
           f"arch {args.arch}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
           f"prefix {len(renderer.prefix_ids)} tokens, batch {len(episodes)} episodes, {tokens} generated tokens, "
-          f"{max(len(e.suffix_ids) for e in episodes)} max suffix tokens; rollout {rollout_s:.2f} s")
+          f"{max(len(e.suffix_ids) for e in episodes)} max suffix tokens; rollout {rollout_s:.2f} s; "
+          f"activation checkpointing {'on' if args.activation_checkpointing else 'off'}")
 
     results = {}
     for method in ("grpo", "sgcd", "sdpo"):
         times, peaks = [], []
         for _ in range(args.repeats):
             trainer = LocalTrainer(copy.deepcopy(model), tokenizer, engine, method=method,
-                                   loop=LoopSettings(steps=1, max_turns=args.max_turns, max_new_tokens=args.max_new_tokens),
+                                   loop=LoopSettings(steps=1, max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
+                                                     activation_checkpointing=args.activation_checkpointing),
                                    grpo_cfg=GRPOConfig(group_size=args.group_size, lr=1e-6),
                                    sampling_cfg=DynamicSamplingConfig(groups_per_batch=args.tasks),
                                    sgcd_cfg=SGCDConfig(), sdpo_cfg=SDPOConfig(), summarizer=FixedReference(),
