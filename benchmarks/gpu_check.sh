@@ -11,7 +11,7 @@
 #       3. benchmarks/step_overhead.py: GRPO+KL, SGCD and SDPO updates on one shared batch with a
 #          random-initialised Qwen3-0.6B-shaped model in bf16 (step times, peak memory)
 #     Logs and JSON go to $OUT (default ./gpu_check_out). The device call (carry both folders):
-#       run(command="bash benchmarks/gpu_check.sh run", carry=[".whl", ".gpu_assets"], timeout_s=480)
+#       run(command="bash benchmarks/gpu_check.sh run", carry=[".whl", ".gpu_assets"], timeout_s=560)
 #
 #   SGCD_GPU_CHECK_SMOKE=1 bash benchmarks/gpu_check.sh run
 #     CPU rehearsal of the same script in a venv with only what the GPU image has: tiny shapes,
@@ -55,7 +55,7 @@ run_checks() {
   export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
   local div_args=() step_args=(--device cuda --arch qwen3-0.6b --tasks 2 --group-size 4 --max-turns 4
-                               --max-new-tokens 128 --repeats 3)
+                               --max-new-tokens 128 --repeats 2)
   if [ "${SGCD_GPU_CHECK_SMOKE:-0}" = 1 ]; then
     export TRITON_INTERPRET=1
     div_args=(--tokens 64 --vocab 1009 --hidden 64 --repeats 1 --warmup 0 --no-sweep --dtype bfloat16)
@@ -66,16 +66,20 @@ run_checks() {
   "$py" -c "import torch, transformers, triton; print('torch', torch.__version__, '| transformers', \
 transformers.__version__, '| triton', triton.__version__, '| cuda', torch.cuda.is_available())" | tee "$out/versions.txt"
 
+  # Each stage has its own time limit (seconds; the whole run stays under ~9 min even if one
+  # hangs), and its log is written to $OUT as it goes, so a cut run still returns what it did.
+  local t_tests=${SGCD_GPU_CHECK_T_TESTS:-150} t_div=${SGCD_GPU_CHECK_T_DIV:-180} t_step=${SGCD_GPU_CHECK_T_STEP:-100}
   echo "== 1/3 pytest -m gpu (fused kernel)"
-  "$py" -m pytest -q -p no:cacheprovider -m gpu tests/algorithms/test_fused_divergence.py 2>&1 \
+  timeout "$t_tests" "$py" -m pytest -q -p no:cacheprovider -m gpu tests/algorithms/test_fused_divergence.py 2>&1 \
     | tee "$out/pytest_gpu.txt" || status=1
   echo "== 2/3 divergence: naive vs chunked vs fused vs floor"
-  "$py" benchmarks/gpu_divergence_check.py --out "$out" "${div_args[@]}" 2>&1 | tee "$out/divergence.txt" || status=1
+  timeout "$t_div" "$py" benchmarks/gpu_divergence_check.py --out "$out" "${div_args[@]}" 2>&1 \
+    | tee "$out/divergence.txt" || status=1
   echo "== 3/3 local trainer: GRPO+KL, SGCD, SDPO steps (without, then with activation checkpointing)"
-  "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" 2>&1 \
+  timeout "$t_step" "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" 2>&1 \
     | tee "$out/step_overhead.txt" || status=1
-  "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" --activation-checkpointing \
-    2>&1 | tee "$out/step_overhead_ckpt.txt" || status=1
+  timeout "$t_step" "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" \
+    --activation-checkpointing 2>&1 | tee "$out/step_overhead_ckpt.txt" || status=1
   echo "gpu_check: $([ $status = 0 ] && echo all checks ran || echo SOME CHECK FAILED, see above)"
   return $status
 }
