@@ -9,9 +9,12 @@
 #       2. benchmarks/gpu_divergence_check.py: naive vs chunked vs fused vs the two-matmul floor
 #          at 8,192 tokens x 151,936 vocab x hidden 2,560, bf16
 #       3. benchmarks/step_overhead.py: GRPO+KL, SGCD and SDPO updates on one shared batch with a
-#          random-initialised Qwen3-0.6B-shaped model in bf16 (step times, peak memory)
+#          random-initialised Qwen3-0.6B-shaped model in bf16 (step times, peak memory), without
+#          and with activation checkpointing
+#       4. benchmarks/token_logp.py: the policy log-probs through a 151,936 x 2,560 head, one pass
+#          vs checkpointed chunks (16,384 tokens, bf16)
 #     Logs and JSON go to $OUT (default ./gpu_check_out). The device call (carry both folders):
-#       run(command="bash benchmarks/gpu_check.sh run", carry=[".whl", ".gpu_assets"], timeout_s=560)
+#       run(command="bash benchmarks/gpu_check.sh run", carry=[".whl", ".gpu_assets"], timeout_s=590)
 #
 #   SGCD_GPU_CHECK_SMOKE=1 bash benchmarks/gpu_check.sh run
 #     CPU rehearsal of the same script in a venv with only what the GPU image has: tiny shapes,
@@ -56,10 +59,12 @@ run_checks() {
 
   local div_args=() step_args=(--device cuda --arch qwen3-0.6b --tasks 2 --group-size 4 --max-turns 4
                                --max-new-tokens 128 --repeats 2)
+  local logp_args=(--tokens 16384 --hidden 2560 --vocab 151936 --dtype bfloat16 --device cuda)
   if [ "${SGCD_GPU_CHECK_SMOKE:-0}" = 1 ]; then
     export TRITON_INTERPRET=1
     div_args=(--tokens 64 --vocab 1009 --hidden 64 --repeats 1 --warmup 0 --no-sweep --dtype bfloat16)
     step_args=(--device cpu --arch qwen3-tiny --tasks 2 --group-size 2 --max-turns 3 --max-new-tokens 4 --repeats 1)
+    logp_args=(--tokens 512 --hidden 64 --vocab 1009 --chunk-size 128 --repeats 1)
   else
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
   fi
@@ -68,18 +73,21 @@ transformers.__version__, '| triton', triton.__version__, '| cuda', torch.cuda.i
 
   # Each stage has its own time limit (seconds; the whole run stays under ~9 min even if one
   # hangs), and its log is written to $OUT as it goes, so a cut run still returns what it did.
-  local t_tests=${SGCD_GPU_CHECK_T_TESTS:-150} t_div=${SGCD_GPU_CHECK_T_DIV:-180} t_step=${SGCD_GPU_CHECK_T_STEP:-100}
-  echo "== 1/3 pytest -m gpu (fused kernel)"
+  local t_tests=${SGCD_GPU_CHECK_T_TESTS:-140} t_div=${SGCD_GPU_CHECK_T_DIV:-160} t_step=${SGCD_GPU_CHECK_T_STEP:-100}
+  local t_logp=${SGCD_GPU_CHECK_T_LOGP:-60}
+  echo "== 1/4 pytest -m gpu (fused kernel)"
   timeout "$t_tests" "$py" -m pytest -q -p no:cacheprovider -m gpu tests/algorithms/test_fused_divergence.py 2>&1 \
     | tee "$out/pytest_gpu.txt" || status=1
-  echo "== 2/3 divergence: naive vs chunked vs fused vs floor"
+  echo "== 2/4 divergence: naive vs chunked vs fused vs floor"
   timeout "$t_div" "$py" benchmarks/gpu_divergence_check.py --out "$out" "${div_args[@]}" 2>&1 \
     | tee "$out/divergence.txt" || status=1
-  echo "== 3/3 local trainer: GRPO+KL, SGCD, SDPO steps (without, then with activation checkpointing)"
+  echo "== 3/4 local trainer: GRPO+KL, SGCD, SDPO steps (without, then with activation checkpointing)"
   timeout "$t_step" "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" 2>&1 \
     | tee "$out/step_overhead.txt" || status=1
   timeout "$t_step" "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" \
     --activation-checkpointing 2>&1 | tee "$out/step_overhead_ckpt.txt" || status=1
+  echo "== 4/4 policy log-probs through the LM head: one pass vs checkpointed chunks"
+  timeout "$t_logp" "$py" benchmarks/token_logp.py "${logp_args[@]}" 2>&1 | tee "$out/token_logp.txt" || status=1
   echo "gpu_check: $([ $status = 0 ] && echo all checks ran || echo SOME CHECK FAILED, see above)"
   return $status
 }

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 
 from .rollout import Episode, cache_kwarg, prefix_cache
 
@@ -165,10 +166,28 @@ def lm_head(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_output_embeddings()
 
 
-def token_logp(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log π(y_t | s_t) of the generated tokens from their hidden rows: (M, H), (M,) → (M,)."""
-    logits = lm_head(model)(hidden).float()
+def _chunk_logp(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = head(hidden).float()
     return -torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+
+
+def token_logp(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, *,
+               chunk_size: int = 2048) -> torch.Tensor:
+    """log π(y_t | s_t) = z_{t,y_t} − logsumexp_v z_{t,v}, z_t = W h_t, for the generated tokens
+    from their hidden rows: (M, H), (M,) → (M,).
+
+    Computed ``chunk_size`` rows at a time; with gradients, each chunk is checkpointed, so the
+    backward pass recomputes its logits instead of keeping them: peak memory is one chunk's
+    [chunk_size × V] logits, not [M × V] (73 GB in fp32 for 120k tokens at V = 151,936)."""
+    head = lm_head(model)
+    chunks = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+        if torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in head.parameters())):
+            chunks.append(torch.utils.checkpoint.checkpoint(_chunk_logp, head, h, y, use_reentrant=False))
+        else:
+            chunks.append(_chunk_logp(head, h, y))
+    return torch.cat(chunks) if chunks else hidden.new_zeros(0, dtype=torch.float32)
 
 
 def pack(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

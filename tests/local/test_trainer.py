@@ -9,7 +9,7 @@ import gymnasium
 import pytest
 import torch
 
-from adapters.local.forward import collate, generated_hidden, pack, token_logp
+from adapters.local.forward import _chunk_logp, collate, generated_hidden, lm_head, pack, token_logp
 from adapters.local.rollout import BatchCache, extend_and_sample, prefix_cache
 from adapters.local.trainer import LocalTrainer, LoopSettings
 from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
@@ -138,6 +138,25 @@ def test_teacher_forced_logp_equals_full_forward(tiny_model, tokenizer):
             lp = full.gather(-1, tgt[:, None])[:, 0][len(prefix) - 1:]
             expected.append(lp[1:][torch.tensor(ep.loss_mask[1:], dtype=torch.bool)])
     torch.testing.assert_close(logp, torch.cat(expected), atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_token_logp_equals_one_pass(tiny_model):
+    """Checkpointed chunks of the LM head give the one-pass log-probs and gradients."""
+    torch.manual_seed(0)
+    hidden = torch.randn(37, tiny_model.config.hidden_size, requires_grad=True)
+    targets = torch.randint(0, tiny_model.config.vocab_size, (37,))
+    results = []
+    for chunked in (False, True):
+        tiny_model.zero_grad(set_to_none=True)
+        hidden.grad = None
+        logp = token_logp(tiny_model, hidden, targets, chunk_size=8) if chunked else \
+            _chunk_logp(lm_head(tiny_model), hidden, targets)
+        (logp * torch.linspace(-1, 1, 37)).sum().backward()
+        results.append((logp.detach(), hidden.grad.clone(), lm_head(tiny_model).weight.grad.clone()))
+    for one_pass, chunked in zip(*results):
+        torch.testing.assert_close(chunked, one_pass, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(token_logp(tiny_model, hidden, targets, chunk_size=5), results[0][0])
 
 
 @pytest.mark.parametrize("method", ["grpo", "sgcd", "sdpo"])
