@@ -154,15 +154,37 @@ def sdpo_loss(
             f"student_logits must be (B, T, V) matching logp (B, T) = {tuple(logp.shape)}, "
             f"got {tuple(student_logits.shape)}"
         )
-    _checks.same_shape(logp=logp, old_logp=old_logp, mask=mask)
+    per_tok = generalized_jsd_topk(student_logits, teacher_logits, alpha=alpha, topk=topk, add_tail=add_tail)
+    return sdpo_loss_from_divergence(per_tok, logp, old_logp, mask, sample_mask, is_clip=is_clip,
+                                     loss_agg_mode=loss_agg_mode, batch_num_tokens=batch_num_tokens,
+                                     global_batch_size=global_batch_size)
+
+
+def sdpo_loss_from_divergence(
+    per_token: torch.Tensor,
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    mask: torch.Tensor,
+    sample_mask: torch.Tensor,
+    *,
+    is_clip: float | None = 2.0,
+    loss_agg_mode: str = "token-mean",
+    batch_num_tokens: float | None = None,
+    global_batch_size: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`sdpo_loss` from per-token divergences ``D_t = GJSD_α(p_S ‖ sg p_T)`` computed
+    beforehand (e.g. chunk by chunk, so no (B, T, V) tensor exists at once):
+    ``ℓ_t = D_t · min(ρ_t, is_clip)`` aggregated over ``mask · sample_mask``.
+    Shapes: per_token, logp, old_logp, mask (B, T); sample_mask (B,). Gradient through
+    ``per_token`` only."""
+    _checks.same_shape(per_token=per_token, logp=logp, old_logp=old_logp, mask=mask)
     _checks.finite("logp", logp)
     _checks.finite("old_logp", old_logp)
-    per_tok = generalized_jsd_topk(student_logits, teacher_logits, alpha=alpha, topk=topk, add_tail=add_tail)
     ratio = _is_ratio(logp, old_logp, is_clip)
-    lm = _distill_mask(mask, sample_mask, per_tok)
-    loss = aggregate_loss(per_tok * ratio, lm, loss_agg_mode, batch_num_tokens=batch_num_tokens,
+    lm = _distill_mask(mask, sample_mask, per_token)
+    loss = aggregate_loss(per_token * ratio, lm, loss_agg_mode, batch_num_tokens=batch_num_tokens,
                           global_batch_size=global_batch_size)
-    return loss, _sdpo_metrics(loss, per_tok, ratio, lm, sample_mask, is_clip)
+    return loss, _sdpo_metrics(loss, per_token, ratio, lm, sample_mask, is_clip)
 
 
 def sdpo_loss_sampled_token(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -166,6 +166,22 @@ def lm_head(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_output_embeddings()
 
 
+def chunked_rows(fn: Callable[..., torch.Tensor], *rows: torch.Tensor, chunk_size: int = 2048) -> torch.Tensor:
+    """``fn`` over ``chunk_size`` rows at a time of ``rows`` (equal first dims), concatenated.
+
+    With gradients enabled each chunk is checkpointed, so the backward pass recomputes what
+    ``fn`` builds inside (a chunk's [chunk_size × V] logits) instead of keeping it: peak memory
+    is one chunk's logits, not all M rows' (73 GB in fp32 for 120k tokens at V = 151,936)."""
+    if not rows[0].shape[0]:
+        return fn(*rows)
+    chunks = []
+    for start in range(0, rows[0].shape[0], chunk_size):
+        part = [r[start:start + chunk_size] for r in rows]
+        chunks.append(torch.utils.checkpoint.checkpoint(fn, *part, use_reentrant=False)
+                      if torch.is_grad_enabled() else fn(*part))
+    return torch.cat(chunks)
+
+
 def _chunk_logp(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     logits = head(hidden).float()
     return -torch.nn.functional.cross_entropy(logits, targets, reduction="none")
@@ -174,20 +190,8 @@ def _chunk_logp(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tens
 def token_logp(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, *,
                chunk_size: int = 2048) -> torch.Tensor:
     """log π(y_t | s_t) = z_{t,y_t} − logsumexp_v z_{t,v}, z_t = W h_t, for the generated tokens
-    from their hidden rows: (M, H), (M,) → (M,).
-
-    Computed ``chunk_size`` rows at a time; with gradients, each chunk is checkpointed, so the
-    backward pass recomputes its logits instead of keeping them: peak memory is one chunk's
-    [chunk_size × V] logits, not [M × V] (73 GB in fp32 for 120k tokens at V = 151,936)."""
-    head = lm_head(model)
-    chunks = []
-    for start in range(0, hidden.shape[0], chunk_size):
-        h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
-        if torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in head.parameters())):
-            chunks.append(torch.utils.checkpoint.checkpoint(_chunk_logp, head, h, y, use_reentrant=False))
-        else:
-            chunks.append(_chunk_logp(head, h, y))
-    return torch.cat(chunks) if chunks else hidden.new_zeros(0, dtype=torch.float32)
+    from their hidden rows: (M, H), (M,) → (M,), in checkpointed chunks (:func:`chunked_rows`)."""
+    return chunked_rows(functools.partial(_chunk_logp, lm_head(model)), hidden, targets, chunk_size=chunk_size)
 
 
 def pack(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

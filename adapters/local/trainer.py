@@ -35,7 +35,8 @@ from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGC
 from algorithms.credit_reference import select_siblings, steps_from_messages, teacher_messages
 from algorithms.divergence import reverse_kl_and_entropy
 
-from .forward import RolloutBatch, collate, enable_activation_checkpointing, generated_hidden, lm_head, pack, token_logp
+from .forward import (RolloutBatch, chunked_rows, collate, enable_activation_checkpointing, generated_hidden, lm_head,
+                      pack, token_logp)
 from .rollout import Episode, RolloutEngine
 
 
@@ -411,13 +412,19 @@ class LocalTrainer:
         batch, pmask = x.batch, x.pmask
         with torch.no_grad():
             t_hidden = generated_hidden(self.teacher_model, x.teacher_prefixes, batch, grad=False)
-            t_logits, _ = pack(lm_head(self.teacher_model)(t_hidden).float(), batch.mask)
-        s_logits, _ = pack(lm_head(self.model)(x.hidden).float(), batch.mask)
+        student_head, teacher_head = lm_head(self.model), lm_head(self.teacher_model)
+
+        def divergence(s_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+            return sdpo.generalized_jsd_topk(student_head(s_hidden).float(), teacher_head(teacher_hidden).float(),
+                                             alpha=cfg.alpha, topk=cfg.topk, add_tail=cfg.add_tail)
+
+        # per-token GJSD in checkpointed chunks: no [tokens × V] student or teacher logits at once
+        per_token, _ = pack(chunked_rows(divergence, x.hidden, t_hidden), batch.mask)
         mask = pmask.float()
         distilled = None if x.totals is None else {**x.totals, "batch_num_tokens": x.totals["distilled_tokens"]}
-        loss, metrics = sdpo.sdpo_loss(s_logits, t_logits, x.logp, x.old_logp, mask, x.sample_mask.to(mask.device),
-                                       alpha=cfg.alpha, topk=cfg.topk, add_tail=cfg.add_tail, is_clip=cfg.is_clip,
-                                       loss_agg_mode=cfg.loss_agg_mode, **_denominators(distilled))
+        loss, metrics = sdpo.sdpo_loss_from_divergence(per_token, x.logp, x.old_logp, mask,
+                                                       x.sample_mask.to(mask.device), is_clip=cfg.is_clip,
+                                                       loss_agg_mode=cfg.loss_agg_mode, **_denominators(distilled))
         if cfg.beta_kl > 0:
             kl = grpo.aggregate_loss(grpo.kl_k3(x.logp, x.ref_logp), mask, cfg.loss_agg_mode,
                                      **_denominators(x.totals))

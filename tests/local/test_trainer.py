@@ -9,7 +9,8 @@ import gymnasium
 import pytest
 import torch
 
-from adapters.local.forward import _chunk_logp, collate, generated_hidden, lm_head, pack, token_logp
+from adapters.local.forward import _chunk_logp, chunked_rows, collate, generated_hidden, lm_head, pack, token_logp
+from algorithms import sdpo
 from adapters.local.rollout import BatchCache, extend_and_sample, prefix_cache
 from adapters.local.trainer import LocalTrainer, LoopSettings
 from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
@@ -157,6 +158,36 @@ def test_chunked_token_logp_equals_one_pass(tiny_model):
         torch.testing.assert_close(chunked, one_pass, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         torch.testing.assert_close(token_logp(tiny_model, hidden, targets, chunk_size=5), results[0][0])
+
+
+def test_chunked_sdpo_divergence_equals_the_full_logit_loss():
+    """SDPO from per-token GJSD in checkpointed chunks == sdpo_loss on full packed logits."""
+    torch.manual_seed(1)
+    head, teacher_head = torch.nn.Linear(16, 211, bias=False), torch.nn.Linear(16, 211, bias=False)
+    mask = torch.tensor([[1, 1, 0, 1, 1, 1], [0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    hidden = torch.randn(int(mask.sum()), 16, requires_grad=True)
+    t_hidden = torch.randn(int(mask.sum()), 16)
+    _, pmask = pack(torch.zeros(int(mask.sum())), mask)  # (3, 5): each row's generated tokens
+    logp, old_logp = -torch.rand(pmask.shape), -torch.rand(pmask.shape)
+    sample_mask = torch.tensor([True, False, True])
+    kw = dict(alpha=0.5, topk=20, add_tail=True)
+    results = []
+    for chunked in (False, True):
+        head.zero_grad(set_to_none=True)
+        hidden.grad = None
+        if chunked:
+            fn = lambda h, t: sdpo.generalized_jsd_topk(head(h), teacher_head(t).detach(), **kw)  # noqa: E731
+            per_token, _ = pack(chunked_rows(fn, hidden, t_hidden, chunk_size=4), mask)
+            loss, _ = sdpo.sdpo_loss_from_divergence(per_token, logp, old_logp, pmask.float(), sample_mask)
+        else:
+            s_logits, _ = pack(head(hidden), mask)
+            t_logits, _ = pack(teacher_head(t_hidden).detach(), mask)
+            loss, _ = sdpo.sdpo_loss(s_logits, t_logits, logp, old_logp, pmask.float(), sample_mask, **kw)
+        loss.backward()
+        results.append((loss.detach(), hidden.grad.clone(), head.weight.grad.clone()))
+    for full, chunked in zip(*results):
+        torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-7)
+    assert results[0][1].abs().sum() > 0
 
 
 @pytest.mark.parametrize("method", ["grpo", "sgcd", "sdpo"])
