@@ -171,8 +171,9 @@ def chunked_rows(fn: Callable[..., torch.Tensor], *rows: torch.Tensor, chunk_siz
 
     With gradients enabled each chunk is checkpointed, so the backward pass recomputes what
     ``fn`` builds inside (a chunk's [chunk_size × V] logits) instead of keeping it: peak memory
-    is one chunk's logits, not all M rows' (73 GB in fp32 for 120k tokens at V = 151,936)."""
-    if not rows[0].shape[0]:
+    is one chunk's logits, not all M rows' (73 GB in fp32 for 120k tokens at V = 151,936).
+    At most ``chunk_size`` rows run as one plain pass: they hold one chunk's logits anyway."""
+    if rows[0].shape[0] <= chunk_size:
         return fn(*rows)
     chunks = []
     for start in range(0, rows[0].shape[0], chunk_size):
