@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.utils.checkpoint
 
-from .rollout import Episode, cache_kwarg, prefix_cache
+from .rollout import Episode, _expand_cache, cache_kwarg, prefix_cache
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,7 @@ def _cache_class() -> type:
 
 def read_only_prefix_cache(cache, rows: int):
     """``cache`` (one prefix) expanded to ``rows`` rows as a :class:`ReadOnlyPrefixCache`."""
-    from transformers import DynamicCache
-
-    frozen = _cache_class()()
-    for layer_idx, layer in enumerate(cache.layers):
-        DynamicCache.update(frozen, layer.keys.expand(rows, *layer.keys.shape[1:]),
-                            layer.values.expand(rows, *layer.values.shape[1:]), layer_idx)
-    return frozen
+    return _expand_cache(cache, rows, into=_cache_class()())
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:

@@ -90,15 +90,20 @@ def prefix_cache(model: torch.nn.Module, prefix_ids: Sequence[int], *, grad: boo
     return output_cache(out)
 
 
-def _expand_cache(cache, n: int):
-    """A fresh cache holding the prefix ``n`` times (the input cache is left untouched)."""
+def map_cache(cache, fn: Callable[[torch.Tensor], torch.Tensor], into=None):
+    """A cache whose every layer's keys and values are ``fn`` of ``cache``'s (``cache`` is left
+    untouched); filled into ``into`` (an empty cache of some subclass) or a new DynamicCache."""
     from transformers import DynamicCache
 
-    fresh = DynamicCache()
+    out = DynamicCache() if into is None else into
     for layer_idx, layer in enumerate(cache.layers):
-        fresh.update(layer.keys.expand(n, *layer.keys.shape[1:]),
-                     layer.values.expand(n, *layer.values.shape[1:]), layer_idx)
-    return fresh
+        DynamicCache.update(out, fn(layer.keys), fn(layer.values), layer_idx)  # the base update stores
+    return out
+
+
+def _expand_cache(cache, n: int, into=None):
+    """The (one-row) prefix cache held ``n`` times."""
+    return map_cache(cache, lambda t: t.expand(n, *t.shape[1:]), into)
 
 
 @dataclass
@@ -126,16 +131,11 @@ class BatchCache:
     def select(self, rows: Sequence[int]) -> BatchCache:
         """A new cache with only ``rows`` (in that order), dropping the columns none of them
         attends to (the gaps the dropped rows or the padding left)."""
-        from transformers import DynamicCache
-
         device = self.attention.device
         index = torch.tensor(list(rows), dtype=torch.long, device=device)
         attention = self.attention.index_select(0, index)
         keep = torch.nonzero(attention.any(0)).flatten()
-        kv = DynamicCache()
-        for layer_idx, layer in enumerate(self.kv.layers):
-            kv.update(layer.keys.index_select(0, index).index_select(2, keep),
-                      layer.values.index_select(0, index).index_select(2, keep), layer_idx)
+        kv = map_cache(self.kv, lambda t: t.index_select(0, index).index_select(2, keep))
         fed = [self.generated_fed[r] for r in rows] if self.generated_fed else []
         return BatchCache(kv, attention.index_select(1, keep), fed)
 
