@@ -251,8 +251,9 @@ def default_config(device: torch.device | None = None, dtype: torch.dtype = torc
     The shared-memory need per stage is (2·block_n + block_v)·block_k·itemsize (two hidden tiles
     and one W tile); Hopper/A100 fit 3 stages in bf16, smaller parts get fewer. float32 inputs
     (a test path: no tensor cores with ``input_precision="ieee"``) use 64 × 128 × 32.
-    CPU (interpreter): small tiles, fast to simulate. Compiled for sm_90a (offline, ptxas of
-    triton 3.6) the bf16 default uses wgmma, 252 registers, no spills, 144 KiB shared memory.
+    CPU (interpreter): small tiles, fast to simulate. Measured on an H200 (triton 3.6, 8,192 ×
+    151,936 × 2,560 bf16): 1.28× the two-matmul floor, 232 registers, no spills, 144 KiB shared
+    memory; the best of eight tile settings tried (``benchmarks/results/h200-2026-11-26``).
     """
     if device is None or torch.device(device).type != "cuda":
         return FusedConfig(block_n=16, block_v=32, block_k=16, num_warps=1, num_stages=1)

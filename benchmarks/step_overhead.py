@@ -4,7 +4,8 @@ All methods update on the SAME rolled-out batch (rolled out once, shared), from 
 weights, so the only difference is each method's own work: SGCD adds the teacher forward and the
 chunked divergence, SDPO an EMA-teacher forward and the top-k JSD. Reported per method: median
 update time, its ratio to GRPO+KL, and the full-step ratio including the shared rollout time
-(a real step = rollout + update). On CUDA also the peak memory of the update.
+(a real step = rollout + update), after ``--warmup`` untimed updates per method. On CUDA also the
+peak memory of the update.
 
 For timing only, sibling rewards are assigned alternately (1, 0, 1, 0, ...) so every group is
 mixed, and SGCD's summarizer is a fixed one-line reference (a timing stand-in), so every group
@@ -32,6 +33,7 @@ from adapters.local.rollout import RolloutEngine
 from adapters.local.trainer import LocalTrainer, LoopSettings
 from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
 from algorithms.credit_reference import CreditItem, CreditReference, StepRef
+from algorithms.divergence import divergence_backends
 from sgcd_envs.tau3_airline import ScriptedUser, load_tasks
 
 ARCHS = {
@@ -84,6 +86,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--prompt", default="compact", choices=["compact", "faithful"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed updates per method first (kernel loading and compiling, allocator growth)")
     parser.add_argument("--activation-checkpointing", action="store_true", help="as the GPU preset does")
     args = parser.parse_args()
 
@@ -113,7 +117,7 @@ def main() -> None:
     results = {}
     for method in ("grpo", "sgcd", "sdpo"):
         times, peaks = [], []
-        for _ in range(args.repeats):
+        for repeat in range(args.warmup + args.repeats):
             trainer = LocalTrainer(copy.deepcopy(model), tokenizer, engine, method=method,
                                    loop=LoopSettings(steps=1, max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
                                                      activation_checkpointing=args.activation_checkpointing),
@@ -128,14 +132,19 @@ def main() -> None:
             t0 = time.perf_counter()
             metrics = trainer.update(episodes)
             sync(args.device)
-            times.append(time.perf_counter() - t0)
-            if args.device.startswith("cuda"):
-                peaks.append((torch.cuda.max_memory_allocated() - base) / 2**30)
+            elapsed = time.perf_counter() - t0
             assert metrics["updated"] == 1.0
             del trainer
+            if repeat < args.warmup:
+                continue
+            times.append(elapsed)
+            if args.device.startswith("cuda"):
+                peaks.append((torch.cuda.max_memory_allocated() - base) / 2**30)
         results[method] = (statistics.median(times), max(peaks) if peaks else None)
 
     grpo_update = results["grpo"][0]
+    sgcd_backend = "fused" if args.device.startswith("cuda") and "fused" in divergence_backends() else "chunked"
+    print(f"median of {args.repeats} updates after {args.warmup} warm-up; SGCD divergence backend (auto): {sgcd_backend}")
     print(f"{'method':8} {'update s':>9} {'vs grpo':>8} {'step vs grpo':>13} {'peak GiB':>9}")
     for method, (update_s, peak) in results.items():
         step_ratio = (rollout_s + update_s) / (rollout_s + grpo_update)

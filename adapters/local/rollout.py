@@ -188,9 +188,10 @@ def extend_and_sample(
         else:
             token = logits.argmax(-1)
         token = torch.where(finished, torch.full_like(token, pad_id), token)
-        for i in torch.nonzero(~finished).flatten().tolist():
-            generated[i].append(int(token[i]))
         live = ~finished  # rows for which `token` is a real token (the stop token included)
+        for i, (t, alive) in enumerate(zip(token.tolist(), live.tolist())):  # two transfers a step
+            if alive:
+                generated[i].append(t)
         finished |= torch.isin(token, stop)
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
@@ -266,6 +267,7 @@ class RolloutEngine:
     def _lockstep(self, episodes: list[Episode], envs: list[Any], cache, generator: torch.Generator) -> None:
         """Advance ``episodes`` turn by turn, all active ones sampled together each turn."""
         prefix_len = len(self.renderer.prefix_ids)
+        device = next(self.model.parameters()).device
         state: BatchCache | None = None
         rows: list[int] = []  # the episode of each row of `state`
         cached = [0] * len(episodes)  # per episode: how many of its suffix tokens `state` holds
@@ -285,7 +287,7 @@ class RolloutEngine:
             new_tokens = [episodes[i].suffix_ids[cached[i]:] for i in active]
             outs = extend_and_sample(
                 self.model, state, new_tokens, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids,
-                pad_id=self.pad_id, temperature=self.temperature, generator=sample_generator(generator),
+                pad_id=self.pad_id, temperature=self.temperature, generator=sample_generator(generator, device),
             )
             for r, (i, gen) in enumerate(zip(active, outs)):
                 cached[i] += len(new_tokens[r]) + state.generated_fed[r]
@@ -332,10 +334,12 @@ class RolloutEngine:
             ep.retokenization_mismatches.append((turn, first))
 
 
-def sample_generator(parent: torch.Generator) -> torch.Generator:
-    """A child generator seeded from ``parent`` (keeps per-turn sampling reproducible)."""
+def sample_generator(parent: torch.Generator, device: torch.device | str = "cpu") -> torch.Generator:
+    """A child generator on ``device`` (where the sampling probabilities live; ``multinomial``
+    needs both on one device), seeded from the CPU ``parent``: per-turn sampling stays
+    reproducible for a given device."""
     seed = int(torch.randint(0, 2**62, (1,), generator=parent))
-    return torch.Generator(device="cpu").manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _first_difference(a: str, b: str) -> int:
