@@ -14,16 +14,15 @@ the script checks that and prints the time of each, alternating the two, best of
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 import time
+from pathlib import Path
 
-import gymnasium
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sgcd_envs  # noqa: F401
-from adapters.local.model import load_model
-from adapters.local.prompting import ChatRenderer, system_prompt
-from adapters.local.rollout import RolloutEngine
-from sgcd_envs.tau3_airline import ScriptedUser, load_tasks
+from adapters.local.model import load_model  # noqa: E402
+from benchmarks._tau3 import sync, tau3_engine  # noqa: E402
 
 
 def main() -> None:
@@ -39,30 +38,23 @@ def main() -> None:
     args = parser.parse_args()
 
     loaded = load_model(args.model, device=args.device)
-    task_ids = [t.id for t in load_tasks("train")][: args.tasks]
-    env = gymnasium.make("sgcd_envs/Tau3Airline-v0", split="train")
-    _, info = env.reset(seed=0, options={"task_id": task_ids[0]})
-    renderer = ChatRenderer(loaded.tokenizer, system_prompt(info["policy"], info["tools"], variant=args.prompt))
-    make_env = lambda: gymnasium.make("sgcd_envs/Tau3Airline-v0", split="train", max_turns=args.turns,  # noqa: E731
-                                      user=ScriptedUser(max_user_turns=args.turns))
+    base, task_ids = tau3_engine(loaded.model, loaded.tokenizer, tasks=args.tasks, max_turns=args.turns,
+                                 max_new_tokens=args.max_new_tokens, prompt=args.prompt)
     best: dict[bool, float] = {}
     episodes: dict[bool, list] = {}
     for _ in range(args.repeats):
         for keep in (False, True):
-            engine = RolloutEngine(loaded.model, loaded.tokenizer, renderer, make_env, max_new_tokens=args.max_new_tokens,
-                                   max_turns=args.turns, keep_turn_cache=keep)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
+            engine = dataclasses.replace(base, keep_turn_cache=keep)
+            sync(args.device)
             started = time.perf_counter()
             eps, _ = engine.run(task_ids, args.group_size, seed=0)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
+            sync(args.device)
             best[keep] = min(best.get(keep, float("inf")), time.perf_counter() - started)
             episodes[keep] = [(ep.suffix_ids, ep.loss_mask) for ep in eps]
             turns = sum(ep.turns for ep in eps)
             tokens = sum(ep.generated_tokens for ep in eps)
     print(f"{args.tasks} tasks x G={args.group_size}, <= {args.turns} turns x {args.max_new_tokens} tokens, "
-          f"prefix {len(renderer.prefix_ids)} tokens; {turns} agent turns, {tokens} generated tokens; "
+          f"prefix {len(base.renderer.prefix_ids)} tokens; {turns} agent turns, {tokens} generated tokens; "
           f"best of {args.repeats}, device {args.device}")
     print(f"re-feed the conversation every turn: {best[False]:7.2f} s")
     print(f"keep the cache across turns:        {best[True]:7.2f} s  ({best[True] / best[False]:.2f}x)")

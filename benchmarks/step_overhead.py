@@ -21,20 +21,20 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import gymnasium
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sgcd_envs  # noqa: F401
-from adapters.local.model import load_model, resolve_model
-from adapters.local.prompting import ChatRenderer, system_prompt
-from adapters.local.rollout import RolloutEngine
-from adapters.local.trainer import LocalTrainer, LoopSettings
-from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
-from algorithms.credit_reference import CreditItem, CreditReference, StepRef
-from algorithms.divergence import divergence_backends
-from sgcd_envs.tau3_airline import ScriptedUser, load_tasks
+import torch  # noqa: E402
+
+from adapters.local.model import load_model, resolve_model  # noqa: E402
+from adapters.local.trainer import LocalTrainer, LoopSettings  # noqa: E402
+from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig  # noqa: E402
+from algorithms.credit_reference import CreditItem, CreditReference, StepRef  # noqa: E402
+from algorithms.divergence import divergence_backends  # noqa: E402
+from benchmarks._tau3 import sync, tau3_engine  # noqa: E402
 
 ARCHS = {
     # Qwen3-0.6B's published shape (config.json of Qwen/Qwen3-0.6B), random weights.
@@ -70,11 +70,6 @@ def build_model(args):
     return Qwen3ForCausalLM(config).to(device=args.device, dtype=dtype), tokenizer
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -92,14 +87,8 @@ def main() -> None:
     args = parser.parse_args()
 
     model, tokenizer = build_model(args)
-    env = gymnasium.make("sgcd_envs/Tau3Airline-v0", split="train")
-    task_ids = [t.id for t in load_tasks("train")][: args.tasks]
-    _, info = env.reset(seed=0, options={"task_id": task_ids[0]})
-    renderer = ChatRenderer(tokenizer, system_prompt(info["policy"], info["tools"], variant=args.prompt))
-    make_env = lambda: gymnasium.make("sgcd_envs/Tau3Airline-v0", split="train", max_turns=args.max_turns,  # noqa: E731
-                                      user=ScriptedUser(max_user_turns=args.max_turns))
-    engine = RolloutEngine(model, tokenizer, renderer, make_env, max_new_tokens=args.max_new_tokens,
-                           max_turns=args.max_turns)
+    engine, task_ids = tau3_engine(model, tokenizer, tasks=args.tasks, max_turns=args.max_turns,
+                                   max_new_tokens=args.max_new_tokens, prompt=args.prompt)
     sync(args.device)
     started = time.perf_counter()
     episodes, stats = engine.run(task_ids, args.group_size, seed=0)
@@ -110,7 +99,7 @@ def main() -> None:
     tokens = sum(ep.generated_tokens for ep in episodes)
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
           f"arch {args.arch}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
-          f"prefix {len(renderer.prefix_ids)} tokens, batch {len(episodes)} episodes, {tokens} generated tokens, "
+          f"prefix {len(engine.renderer.prefix_ids)} tokens, batch {len(episodes)} episodes, {tokens} generated tokens, "
           f"{max(len(e.suffix_ids) for e in episodes)} max suffix tokens; rollout {rollout_s:.2f} s; "
           f"activation checkpointing {'on' if args.activation_checkpointing else 'off'}")
 

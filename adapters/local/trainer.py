@@ -279,15 +279,13 @@ class LocalTrainer:
     def _micro_batches(self, episodes: list[Episode]) -> list[list[int]]:
         """Episode indices per micro-batch, whole groups only (SGCD and SDPO look at siblings)."""
         size = self.loop.micro_batch_groups
-        order: list[int] = []
-        by_group: dict[int, list[int]] = {}
-        for i, ep in enumerate(episodes):
-            if ep.group not in by_group:
-                order.append(ep.group)
-            by_group.setdefault(ep.group, []).append(i)
         if size is None:
             return [list(range(len(episodes)))]
-        return [[i for g in order[k:k + size] for i in by_group[g]] for k in range(0, len(order), size)]
+        by_group: dict[int, list[int]] = {}  # groups in order of first appearance
+        for i, ep in enumerate(episodes):
+            by_group.setdefault(ep.group, []).append(i)
+        groups = list(by_group.values())
+        return [[i for rows in groups[k:k + size] for i in rows] for k in range(0, len(groups), size)]
 
     @staticmethod
     def _totals(episodes: list[Episode], sample_mask: torch.Tensor | None) -> dict[str, float]:
