@@ -21,6 +21,7 @@ from algorithms.errors import ShapeError
 from algorithms.grpo import LOG_RATIO_CLAMP, aggregate_loss, group_index, masked_mean
 
 __all__ = [
+    "DISTILLED_TOKEN_MEANS",
     "generalized_jsd_topk",
     "sdpo_loss",
     "sdpo_loss_sampled_token",
@@ -110,16 +111,26 @@ def _distill_mask(mask: torch.Tensor, sample_mask: torch.Tensor, like: torch.Ten
     return m * sample_mask.to(m.dtype).unsqueeze(-1)
 
 
+DISTILLED_TOKEN_MEANS = ("sdpo/distill_per_token", "sdpo/is_ratio_mean", "sdpo/is_clip_frac")
+"""Metrics that are means over the distilled tokens (``sdpo/num_tokens`` of them). They are left
+out when there are none: a mean over no tokens is undefined, and a 0 in its place would pull
+any later mean over micro-batches towards 0."""
+
+
 def _sdpo_metrics(loss, per_tok, ratio, lm, sample_mask, is_clip) -> dict[str, float]:
     with torch.no_grad():
-        return {
+        metrics = {
             "sdpo/loss": float(loss.detach()),
-            "sdpo/distill_per_token": float(masked_mean(per_tok.detach(), lm)),
             "sdpo/frac_samples_distilled": float(sample_mask.float().mean()) if sample_mask.numel() else 0.0,
             "sdpo/num_tokens": float(lm.sum()),
-            "sdpo/is_ratio_mean": float(masked_mean(ratio, lm)),
-            "sdpo/is_clip_frac": float(masked_mean((ratio >= is_clip).to(lm.dtype), lm)) if is_clip else 0.0,
         }
+        if metrics["sdpo/num_tokens"] > 0:
+            metrics |= {
+                "sdpo/distill_per_token": float(masked_mean(per_tok.detach(), lm)),
+                "sdpo/is_ratio_mean": float(masked_mean(ratio, lm)),
+                "sdpo/is_clip_frac": float(masked_mean((ratio >= is_clip).to(lm.dtype), lm)) if is_clip else 0.0,
+            }
+        return metrics
 
 
 def sdpo_loss(

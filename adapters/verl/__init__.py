@@ -20,6 +20,14 @@ Modules (each imports verl only when used):
 - :mod:`adapters.verl.agent_loop` — the multi-turn τ³-airline agent loop over our Gymnasium env.
 - :mod:`adapters.verl.launch` — ``python -m adapters.verl.launch --config-name sgcd_fsdp ...``.
 - :mod:`adapters.verl.dataset` — ``python -m adapters.verl.dataset OUT_DIR [--appworld SPLITS]`` (τ³ / AppWorld task parquet files).
+- :mod:`adapters.verl.transformers_rollout` — rollout backend ``rollout.name=transformers``
+  (a transformers model behind verl's token-in/token-out server API; CPU or one GPU, no vLLM).
+- :mod:`adapters.verl.cpu_mode` — verl on a CPU (platform, FSDP engines, gloo process group);
+  loaded only with ``VERL_PLATFORM=cpu``.
+- :mod:`adapters.verl.cpu_run` — ``python -m adapters.verl.cpu_run {grpo,sgcd,sdpo}``: a few
+  steps of verl's real trainer on a CPU with a tiny random model (what CI runs).
+- :mod:`adapters.verl.replay_stand_in` — the CI-only contrast stand-in agent loop (every other
+  sibling replays the reference actions), so a random model's groups have a success to learn from.
 
 Configs: ``adapters/verl/configs/{grpo,sgcd,sdpo}_{fsdp,megatron}.yaml``. See README.md there.
 """

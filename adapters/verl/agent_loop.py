@@ -33,7 +33,10 @@ trainers read sibling evidence and pick the env's teacher context; ``extra_field
 carries the env's failure text where it has one (AppWorld's failed test requirements), for
 SDPO's feedback reprompt. It is deliberately not
 put in ``reward_extra_info``: verl averages those values in validation metrics, and text would
-break that.
+break that. The rollout server's per-turn fields are folded over the turns
+(:func:`merge_turn_fields`) into ``extra_fields`` too: ``min_global_steps`` / ``max_global_steps``,
+the weight versions verl's trainer tags every trajectory with (it fails on missing ones), and the
+speculative-decoding counters when the server reports them.
 
 Env calls (``make``, ``reset``, ``step``) run in the event loop's executor: AppWorld's start a
 worker process and load a world (seconds), which must not block the other episodes of the
@@ -42,16 +45,17 @@ per-process pool keyed by (env id, env kwargs) and the next episode ``reset``s o
 worker process is started once per concurrent episode slot, not once per episode.
 
 Dataset rows select a loop with ``agent_name: <agent name>`` and carry
-``extra_info: {task_id: "<id>"}`` (or a top-level ``task_id``). The loops are registered by the
-``@register`` decorators below and, for verl's workers, by ``configs/agent_loops.yaml``, whose
-entries also give each loop its ``env_kwargs``.
+``extra_info: {task_id: "<id>"}`` (or a top-level ``task_id``). verl's workers register the loops
+from ``configs/agent_loops.yaml``, whose entries also give each loop its ``env_kwargs``; the
+:func:`register_default` decorators below add a bare entry only for a name the registry lacks
+(they run when a worker first imports this module, after it has read the yaml: the yaml wins).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from uuid import uuid4
 
@@ -59,7 +63,7 @@ import gymnasium
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import sgcd_envs  # noqa: F401  (registers the sgcd_envs/* ids)
-from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, _agent_loop_registry
 from verl.utils.profiler import simple_timer
 
 AGENT_NAME = "tau3_airline_agent"
@@ -110,11 +114,50 @@ def _task_id(kwargs: dict[str, Any]) -> str | None:
     return None if tid is None else str(tid)
 
 
+WEIGHT_VERSION_KEYS = ("min_global_steps", "max_global_steps")
+"""Weight versions a trajectory was generated across; verl's trainer tags each trajectory with them."""
+SPEC_DECODE_KEYS = ("spec_num_draft_tokens", "spec_num_accepted_tokens", "spec_num_verify_steps")
+"""Per-request speculative-decoding counters (summed over the turns, as verl's ToolAgentLoop does)."""
+
+
+def merge_turn_fields(episode: Mapping[str, Any], turn: Mapping[str, Any]) -> dict[str, Any]:
+    """Fold one ``generate`` call's ``TokenOutput.extra_fields`` into the episode's server fields.
+
+    The episode spans every turn's weights: ``min_global_steps`` is the min of the turns' mins,
+    ``max_global_steps`` the max of their maxes (``None`` until a turn reports one). verl's
+    ToolAgentLoop keeps the first turn's min and the latest turn's max, the same thing for the
+    non-decreasing versions a server reports; unlike it, version 0 counts here. Speculative-decoding
+    counters are summed. ``episode`` is not modified.
+    """
+    merged = dict(episode)
+    for key, pick in (("min_global_steps", min), ("max_global_steps", max)):
+        values = [v for v in (merged.get(key), turn.get(key)) if v is not None]
+        merged[key] = pick(values) if values else None
+    for key in SPEC_DECODE_KEYS:
+        if key in turn:
+            merged[key] = int(merged.get(key, 0)) + int(turn[key])
+    return merged
+
+
 def _plain(value: Any) -> Any:
     """OmegaConf containers (hydra passes the yaml's ``env_kwargs`` as DictConfig) → plain python."""
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def register_default(agent_name: str) -> Callable[[type[AgentLoopBase]], type[AgentLoopBase]]:
+    """Class decorator: register the loop under ``agent_name`` unless an entry is already there.
+
+    verl's ``@register`` overwrites, and a worker imports this module only at its first episode,
+    after ``AgentLoopWorker.__init__`` has put the ``agent_loops.yaml`` entries (with their
+    ``env_kwargs``) into the registry; so the yaml wins and this is only the fallback entry.
+    """
+    def decorator(cls: type[AgentLoopBase]) -> type[AgentLoopBase]:
+        _agent_loop_registry.setdefault(agent_name, {"_target_": f"{cls.__module__}.{cls.__qualname__}"})
+        return cls
+
+    return decorator
 
 
 # -- env pool (per process) -------------------------------------------------------------------
@@ -217,12 +260,14 @@ class GymEnvAgentLoop(AgentLoopBase):
         logprobs: list[float] | None = None
         metrics: dict[str, Any] = {}
         request_id = uuid4().hex
+        server_fields: dict[str, Any] = dict.fromkeys(WEIGHT_VERSION_KEYS)
         turns, reward, end_info, end_reason = 0, 0.0, {}, "response_length"
         while len(mask) < self.response_length:
             with simple_timer("generate_sequences", metrics):
                 out = await self.server_manager.generate(
                     request_id=request_id, prompt_ids=running, sampling_params=sampling_params
                 )
+            server_fields = merge_turn_fields(server_fields, out.extra_fields)
             merged, mask, new_lp = await self.ct_merge_assistant_token(
                 running, out.token_ids, mask,
                 logprobs if logprobs is not None else ([] if out.log_probs else None),
@@ -260,6 +305,7 @@ class GymEnvAgentLoop(AgentLoopBase):
             "feedback": self.feedback(end_info) if end_info else None,
             "turn_scores": [],
             "tool_rewards": [],
+            **server_fields,  # weight versions (verl tags the trajectory with them), spec-decode counters
         }
         return AgentLoopOutput(
             prompt_ids=list(prompt_ids),
@@ -274,7 +320,7 @@ class GymEnvAgentLoop(AgentLoopBase):
 
 
 # -- the envs -------------------------------------------------------------------------------
-@register(AGENT_NAME)
+@register_default(AGENT_NAME)
 class Tau3AirlineAgentLoop(GymEnvAgentLoop):
     """``sgcd_envs/Tau3Airline-v0``: tool calls; tool results and user turns are masked out.
 
@@ -290,7 +336,7 @@ class Tau3AirlineAgentLoop(GymEnvAgentLoop):
         return {key: end_info.get(key) for key in ("db_match", "communicate_match", "write_calls")}
 
 
-@register(APPWORLD_AGENT_NAME)
+@register_default(APPWORLD_AGENT_NAME)
 class AppWorldAgentLoop(GymEnvAgentLoop):
     """``sgcd_envs/AppWorld-v0``: Python code actions; AppWorld's output messages are masked out.
 
@@ -318,5 +364,6 @@ class AppWorldAgentLoop(GymEnvAgentLoop):
 
 __all__ = [
     "AGENT_NAME", "APPWORLD_AGENT_NAME", "APPWORLD_ENV_ID", "ENV_ID", "AppWorldAgentLoop", "GymEnvAgentLoop",
-    "Tau3AirlineAgentLoop", "appworld_feedback", "appworld_system_prompt", "close_pooled_envs", "system_prompt",
+    "SPEC_DECODE_KEYS", "Tau3AirlineAgentLoop", "WEIGHT_VERSION_KEYS", "appworld_feedback", "appworld_system_prompt",
+    "close_pooled_envs", "merge_turn_fields", "register_default", "system_prompt",
 ]

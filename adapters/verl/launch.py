@@ -9,6 +9,9 @@ a normal verl hydra override. Before starting Ray this checks that the ``verl.pl
 point registered our names (:func:`adapters.verl.plugin.check_registered`), fills in the
 agent-loop registry file, and runs verl's own ``validate_config``. The run goes through verl's
 ``run_ppo`` with :class:`adapters.verl.trainer.SGCDTaskRunner`.
+
+Hydra writes nothing into the working directory and does not change it (``hydra.run.dir=.``,
+``hydra.output_subdir=null``, stdout-only job logging; set in ``configs/_sgcd_bench_common.yaml``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ gradient loss (λ = 0), as in the SDPO reference implementation.
 Only sampled-token log-probs exist on this path (verl's ``compute_log_prob``), so the loss is the
 non-full-logit reverse-KL form ``algorithms.sdpo.sdpo_loss_sampled_token``; the top-k generalised
 JSD of the local trainer needs full teacher logits and is not available here.
+
+Metrics: the SDPO means over distilled tokens (``is_ratio_mean``, ``is_clip_frac``,
+``distill_per_token``) are reported over the distilled tokens only, also when some micro-batches
+hold none (:func:`pool_distilled_token_means`).
 """
 
 from __future__ import annotations
@@ -129,6 +133,9 @@ def sdpo_engine_loss(config: Any, model_output: dict, data: Any, dp_group: Any =
     Reads ``teacher_log_probs`` (per response token, nested like ``old_log_probs``) and
     ``sdpo_sample_mask`` (per sample) from the micro-batch ``data``, then runs verl's ``ppo_loss``
     with them visible to :func:`sdpo_policy_loss`. Requires ``policy_loss.loss_mode == "sdpo"``.
+    The SDPO token means in the metrics are pooled over the dp ranks and left out for micro-batches
+    without distilled tokens (:func:`pool_distilled_token_means`; a collective on ``dp_group``, which
+    every dp rank reaches once per micro-batch).
     """
     from verl.workers.utils.losses import ppo_loss
 
@@ -144,4 +151,53 @@ def sdpo_engine_loss(config: Any, model_output: dict, data: Any, dp_group: Any =
         sample_mask=data["sdpo_sample_mask"].reshape(-1).detach(),
     )
     with teacher_context(teacher):
-        return ppo_loss(config, model_output, data, dp_group)
+        loss, metrics = ppo_loss(config, model_output, data, dp_group)
+    return loss, pool_distilled_token_means(metrics, dp_group, model_output["log_probs"].device)
+
+
+def _scalar(value: Any) -> float:
+    """A micro-batch metric as a float (verl's ``Metric`` holds this micro-batch's one value)."""
+    from verl.utils.metric.utils import Metric
+
+    return float(value.aggregate()) if isinstance(value, Metric) else float(value)
+
+
+def _dp_size(dp_group: Any) -> int:
+    dist = torch.distributed
+    if dp_group is None or not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size(dp_group)
+
+
+def pool_distilled_token_means(metrics: dict[str, Any], dp_group: Any = None,
+                               device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Make the SDPO token means (``algorithms.sdpo.DISTILLED_TOKEN_MEANS``) means over distilled tokens only.
+
+    verl merges micro-batch metrics with ``append_to_dict`` and reports a ``mean`` ``Metric`` as
+    the mean over micro-batches and dp ranks (``Metric.aggregate_dp``, which needs the same number
+    of values on every rank). A micro-batch without distilled tokens has no such mean; a 0 in its
+    place pulls the value down (half the micro-batches distilled: is_ratio_mean ≈ 0.5). So each
+    mean is pooled over the dp ranks (one ``all_reduce`` of this micro-batch's token sums and
+    counts; none for dp = 1) and emitted on every rank if any rank has distilled tokens, on none
+    otherwise. Reported value: the mean over the micro-batches holding distilled tokens of their
+    all-rank distilled-token mean — the exact mean over distilled tokens when a mini-batch is one
+    micro-batch or its micro-batches hold equally many (verl's ``Metric`` has no weighted mean, and
+    a micro-batch does not know the mini-batch's distilled-token count). Returns ``metrics``.
+    """
+    from verl.utils.metric.utils import AggregationType, Metric
+
+    from algorithms.sdpo import DISTILLED_TOKEN_MEANS
+
+    count = _scalar(metrics.get("sdpo/num_tokens", 0.0))
+    # a rank without distilled tokens has no mean: its sum is 0
+    sums = [_scalar(metrics[key]) * count if key in metrics else 0.0 for key in DISTILLED_TOKEN_MEANS]
+    totals = torch.tensor([count, *sums], dtype=torch.float64, device=device)
+    if _dp_size(dp_group) > 1:
+        torch.distributed.all_reduce(totals, op=torch.distributed.ReduceOp.SUM, group=dp_group)
+    count, *sums = totals.tolist()
+    for key, total in zip(DISTILLED_TOKEN_MEANS, sums):
+        if count > 0:
+            metrics[key] = Metric(AggregationType.MEAN, total / count)
+        else:
+            metrics.pop(key, None)
+    return metrics

@@ -13,7 +13,9 @@ Declared in ``pyproject.toml``::
 What gets registered (names are stable, tests pin them):
 
 - policy loss ``"sdpo"`` (:func:`adapters.verl.losses.sdpo_policy_loss`) in
-  ``verl.trainer.ppo.core_algos.POLICY_LOSS_REGISTRY``.
+  ``verl.trainer.ppo.core_algos.POLICY_LOSS_REGISTRY``;
+- rollout backend ``"transformers"`` (:mod:`adapters.verl.transformers_rollout`, loaded lazily);
+- with ``VERL_PLATFORM=cpu`` only: the CPU platform and engines of :mod:`adapters.verl.cpu_mode`.
 
 The SGCD weights need no registration: they are written into the batch on the driver (see
 :mod:`adapters.verl.credit`) and verl's stock ``vanilla`` loss runs unchanged. The τ³-airline agent
@@ -24,6 +26,7 @@ this plugin does not pull in verl's agent-loop stack.
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
 
 ENTRY_POINT_GROUP = "verl.plugins"
 ENTRY_POINT_NAME = "sgcd_bench"
@@ -37,13 +40,19 @@ class PluginNotRegisteredError(RuntimeError):
 
 
 def register() -> None:
-    """Register our policy losses in verl's registry (idempotent; safe to call again)."""
+    """Register our names in verl's registries (idempotent; safe to call again)."""
     from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, register_policy_loss
 
+    from adapters.verl import transformers_rollout
     from adapters.verl.losses import sdpo_policy_loss
 
     if POLICY_LOSS_REGISTRY.get(SDPO_LOSS_NAME) is not sdpo_policy_loss:
         register_policy_loss(SDPO_LOSS_NAME)(sdpo_policy_loss)
+    transformers_rollout.register()
+    if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
+        from adapters.verl import cpu_mode
+
+        cpu_mode.install()
 
 
 def entry_point_declared() -> bool:
@@ -62,8 +71,6 @@ def check_registered(*, require_entry_point: bool = True) -> None:
     registry. On failure the message names what is missing and how to fix it, and re-imports
     the module to surface the exception verl hid.
     """
-    import os
-
     from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
 
     problems: list[str] = []

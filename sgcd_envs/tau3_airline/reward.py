@@ -11,13 +11,13 @@ are diagnostics upstream and are not scored. The DB comparison uses
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..caching import once_per_key
 from ..core import NORMAL_TERMINATIONS, ToolCall, validate_arguments
 from . import data
 from .state import AirlineState, states_equal, touched_dumps
@@ -59,7 +59,7 @@ def apply_calls(state: AirlineState, calls: Iterable[ToolCall]) -> tuple[int, in
     return errors, writes
 
 
-@functools.lru_cache(maxsize=256)
+@once_per_key  # one gold state per (folder, task), also when envs score from several threads at once
 def _gold(path: Path, task_id: str) -> tuple[AirlineState, dict]:
     task = next(t for t in _all_tasks(path) if t.id == task_id)
     state = AirlineState(data.base_db(path))

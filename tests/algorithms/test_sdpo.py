@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from algorithms.errors import NonFiniteError, ShapeError
 from algorithms.sdpo import (
+    DISTILLED_TOKEN_MEANS,
     ema_update_,
     generalized_jsd_topk,
     reprompt_messages,
@@ -157,3 +158,16 @@ def test_errors():
         generalized_jsd_topk(zs, bad)
     with pytest.raises(ShapeError, match="topk"):
         generalized_jsd_topk(zs, zt, topk=0)
+
+
+def test_token_mean_metrics_are_absent_without_distilled_tokens():
+    """A mean over zero distilled tokens is undefined: no is_ratio_mean etc. (never a 0 that a
+    mean over micro-batches would average in); the counts are still reported."""
+    zs, zt, logp, old = _sdpo_batch(2)
+    _, met = sdpo_loss(zs, zt, logp, old, torch.ones(3, 4), torch.zeros(3), alpha=0.5, topk=None, is_clip=2.0)
+    assert not set(DISTILLED_TOKEN_MEANS) & set(met)
+    assert met["sdpo/num_tokens"] == 0.0 and met["sdpo/frac_samples_distilled"] == 0.0
+    _, met = sdpo_loss_sampled_token(logp, logp.detach() - 0.5, old, torch.ones(3, 4), torch.tensor([0.0, 1.0, 0.0]))
+    assert set(DISTILLED_TOKEN_MEANS) <= set(met) and met["sdpo/num_tokens"] == 4.0
+    ratio = torch.exp(logp.detach() - old).clamp(max=2.0)
+    assert met["sdpo/is_ratio_mean"] == pytest.approx(float(ratio[1].mean()), rel=1e-6)

@@ -38,16 +38,24 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 
 
 class ScriptedRolloutServerStub:
-    """Stand-in for verl's rollout server manager: replays scripted assistant texts (no model)."""
+    """Stand-in for verl's rollout server manager: replays scripted assistant texts (no model).
 
-    def __init__(self, tokenizer: PreTrainedTokenizerFast, turns: list[str]) -> None:
+    ``turn_fields`` (optional, one dict per turn) become each turn's ``TokenOutput.extra_fields``,
+    e.g. the weight versions ``{"min_global_steps": 3, "max_global_steps": 4}`` that verl's
+    server client reports (a turn spans two versions when weights are updated mid-generation).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast, turns: list[str],
+                 turn_fields: list[dict] | None = None) -> None:
         self.tokenizer, self.turns, self.prompts = tokenizer, list(turns), []
+        self.turn_fields = list(turn_fields) if turn_fields is not None else None
 
     async def generate(self, request_id: str, *, prompt_ids: list[int], sampling_params: dict, **_: object) -> TokenOutput:
         self.prompts.append(list(prompt_ids))
         text = self.turns.pop(0)
         ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
-        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids), stop_reason="completed")
+        fields = dict(self.turn_fields.pop(0)) if self.turn_fields is not None else {}
+        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids), stop_reason="completed", extra_fields=fields)
 
 
 def compose_config(*overrides: str) -> DictConfig:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from verl_required import verl  # noqa: F401  (skip / fail guard)
 
-from _rollout_stand_ins import ScriptedRolloutServerStub, byte_tokenizer, compose_config
+from _rollout_stand_ins import CONFIG_DIR, ScriptedRolloutServerStub, byte_tokenizer, compose_config
+from omegaconf import OmegaConf
 from transformers import PreTrainedTokenizerFast
 
 from adapters.verl.agent_loop import AGENT_NAME, Tau3AirlineAgentLoop
@@ -29,9 +33,9 @@ def _call(name: str, arguments: dict) -> str:
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
 
 
-def _run(turns: list[str], task_id: str, tokenizer: PreTrainedTokenizerFast):
+def _run(turns: list[str], task_id: str, tokenizer: PreTrainedTokenizerFast, turn_fields: list[dict] | None = None):
     cfg = compose_config()
-    server = ScriptedRolloutServerStub(tokenizer, turns)
+    server = ScriptedRolloutServerStub(tokenizer, turns, turn_fields)
 
     async def episode():
         # built inside the running event loop, as verl's AgentLoopWorker does
@@ -83,3 +87,68 @@ def test_wrong_action_episode_gets_reward_zero(tokenizer: PreTrainedTokenizerFas
     out, _ = _run(turns, "21", tokenizer)
     assert out.reward_score == 0.0 and out.extra_fields["termination"] == "agent_stop"
     assert sum(out.response_mask) > 0
+
+
+def _gold_turns() -> list[str]:
+    task = get_task("21")
+    return [_call(a.name, a.arguments) for a in task.actions] + ["Your flights and bags are updated. ###STOP###"]
+
+
+def test_weight_versions_span_every_turn_of_the_episode(tokenizer: PreTrainedTokenizerFast) -> None:
+    """verl tags each trajectory with the weight versions it was generated across
+    (``trainer_base._compute_metrics`` casts them with ``int``): min of the turns' mins, max of their maxes."""
+    turns = _gold_turns()
+    # turn 1 was resumed across a weight update (3 → 4); the last turn ran on versions 5 and 6
+    fields = [{"global_steps": 4, "min_global_steps": 3, "max_global_steps": 4}]
+    fields += [{"global_steps": 4, "min_global_steps": 4, "max_global_steps": 4}] * (len(turns) - 2)
+    fields += [{"global_steps": 6, "min_global_steps": 5, "max_global_steps": 6}]
+    out, _ = _run(turns, "21", tokenizer, fields)
+    assert out.reward_score == 1.0
+    assert (out.extra_fields["min_global_steps"], out.extra_fields["max_global_steps"]) == (3, 6)
+    assert int(out.extra_fields["min_global_steps"]) <= int(out.extra_fields["max_global_steps"])
+
+
+def test_speculative_decoding_counters_are_summed_over_turns(tokenizer: PreTrainedTokenizerFast) -> None:
+    turns = [_call("cancel_reservation", {"reservation_id": "OBUT9V"}), "Done. ###STOP###"]
+    spec = [{"spec_num_draft_tokens": 8, "spec_num_accepted_tokens": 5, "spec_num_verify_steps": 2},
+            {"spec_num_draft_tokens": 4, "spec_num_accepted_tokens": 1, "spec_num_verify_steps": 1}]
+    fields = [{"min_global_steps": 0, "max_global_steps": 0, **s} for s in spec]
+    out, _ = _run(turns, "21", tokenizer, fields)
+    assert (out.extra_fields["min_global_steps"], out.extra_fields["max_global_steps"]) == (0, 0)
+    assert [out.extra_fields[k] for k in ("spec_num_draft_tokens", "spec_num_accepted_tokens",
+                                          "spec_num_verify_steps")] == [12, 6, 3]
+
+
+def test_weight_versions_are_none_when_the_server_reports_none(tokenizer: PreTrainedTokenizerFast) -> None:
+    turns = [_call("cancel_reservation", {"reservation_id": "OBUT9V"}), "Done. ###STOP###"]
+    out, _ = _run(turns, "21", tokenizer)
+    assert out.extra_fields["min_global_steps"] is None and out.extra_fields["max_global_steps"] is None
+    assert "spec_num_draft_tokens" not in out.extra_fields
+
+
+# What a verl AgentLoopWorker does: read agent_loops.yaml into the registry (AgentLoopWorker.__init__),
+# and only later, at the first episode, import our module through hydra's instantiate.
+_WORKER_ORDER = """
+import json, sys
+from omegaconf import OmegaConf
+from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+for entry in OmegaConf.load(sys.argv[1]):
+    _agent_loop_registry[entry.name] = entry
+import adapters.verl.agent_loop
+print(json.dumps({name: OmegaConf.to_container(OmegaConf.create(dict(entry)))
+                  for name, entry in _agent_loop_registry.items()}))
+"""
+
+
+def test_yaml_entries_survive_the_first_import_in_a_worker() -> None:
+    """The in-code registration is a default: it never replaces an entry the yaml already put there."""
+    yaml_path = CONFIG_DIR / "agent_loops.yaml"
+    out = subprocess.run([sys.executable, "-c", _WORKER_ORDER, str(yaml_path)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    registry = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = {e["name"]: e for e in OmegaConf.to_container(OmegaConf.load(yaml_path))}
+    for name in ("tau3_airline_agent", "appworld_agent", "appworld_dev_agent"):
+        assert registry[name] == expected[name], name
+    assert registry["appworld_agent"]["env_kwargs"]["split"] == "train"
+    assert registry["appworld_agent"]["env_kwargs"]["max_steps"] == 30

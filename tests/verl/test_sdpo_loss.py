@@ -17,6 +17,9 @@ from adapters.verl.config import SDPOPolicyLossConfig
 from adapters.verl.losses import sdpo_engine_loss, sdpo_policy_loss
 from algorithms import grpo, sdpo
 from verl.trainer.ppo.core_algos import get_policy_loss_fn
+from verl.utils.metric.utils import Metric
+from verl.utils.py_functional import append_to_dict
+from verl.utils.torch_functional import allgather_dict_into_dict
 from verl.workers.config.actor import ActorConfig
 from verl.workers.utils.losses import ppo_loss
 
@@ -104,3 +107,65 @@ def test_engine_loss_names_missing_field() -> None:
     micro = B.micro_batch({"response_mask": mask, "old_log_probs": old, "advantages": torch.zeros_like(old)})
     with pytest.raises(KeyError, match="teacher_log_probs"):
         sdpo_engine_loss(_actor_config(), {"log_probs": B.packed_model_log_probs(logp)}, micro)
+
+
+def _engine_metrics(sample_mask: list[float], seed: int, dp_group=None) -> dict:
+    """The metrics ``sdpo_engine_loss`` returns for one micro-batch (verl ``Metric`` objects)."""
+    mask, old, logp, teacher, _ = _numbers(seed)
+    micro = B.micro_batch(
+        {"response_mask": mask, "old_log_probs": old, "advantages": torch.zeros_like(old), "teacher_log_probs": teacher},
+        {"sdpo_sample_mask": torch.tensor(sample_mask)},
+    )
+    _, metrics = sdpo_engine_loss(_actor_config(), {"log_probs": B.packed_model_log_probs(logp)}, micro, dp_group)
+    return metrics
+
+
+def _distilled_token_mean(seeds_and_masks: list[tuple[int, list[float]]]) -> float:
+    """The IS ratio averaged over every distilled token of the given micro-batches."""
+    total = count = 0.0
+    for seed, sm in seeds_and_masks:
+        mask, old, logp, _, _ = _numbers(seed)
+        lm = mask * torch.tensor(sm).unsqueeze(-1)
+        total += float((torch.exp(logp - old).clamp(max=IS_CLIP) * lm).sum())
+        count += float(lm.sum())
+    return total / count
+
+
+def test_micro_batch_without_distilled_tokens_leaves_the_distilled_token_means_alone() -> None:
+    """verl merges micro-batch metrics with ``append_to_dict`` and takes each ``Metric``'s mean:
+    a micro-batch with no distilled tokens must not pull ``is_ratio_mean`` towards 0."""
+    merged: dict = {}
+    for metrics in (_engine_metrics([1.0] * 6, seed=5), _engine_metrics([0.0] * 6, seed=6)):
+        append_to_dict(merged, metrics)
+    got = {key: merged[key].aggregate() for key in sdpo.DISTILLED_TOKEN_MEANS}
+    assert got["sdpo/is_ratio_mean"] == pytest.approx(_distilled_token_mean([(5, [1.0] * 6)]), rel=1e-6)
+    assert 0 < got["sdpo/is_clip_frac"] < 1
+    assert merged["sdpo/num_tokens"].aggregate() == pytest.approx(sum(B.RESP_LENS) / 2)
+
+
+def _dp_rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One gloo dp rank: its micro-batch's SDPO metrics, gathered and reduced as verl's worker does."""
+    import json
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        sample_mask = [1.0, 1.0, 0.0, 1.0, 0.0, 1.0] if rank == 0 else [0.0] * 6  # rank 1 distils nothing
+        metrics = _engine_metrics(sample_mask, seed=10 + rank, dp_group=torch.distributed.group.WORLD)
+        gathered = allgather_dict_into_dict(metrics, group=torch.distributed.group.WORLD)
+        reduced = {key: Metric.aggregate_dp(val) for key, val in gathered.items() if key in sdpo.DISTILLED_TOKEN_MEANS}
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump({key: float(v) for key, v in reduced.items()}, f)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_dp_ranks_report_the_distilled_token_mean_pooled_over_ranks(tmp_path) -> None:
+    """With dp > 1 every rank emits the same keys (verl's ``Metric.aggregate_dp`` needs equal counts)
+    and the value is the mean over the distilled tokens of all ranks, even when a rank has none."""
+    import json
+
+    torch.multiprocessing.spawn(_dp_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert reports[0] == reports[1] and set(reports[0]) == set(sdpo.DISTILLED_TOKEN_MEANS)
+    expected = _distilled_token_mean([(10, [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]), (11, [0.0] * 6)])
+    assert reports[0]["sdpo/is_ratio_mean"] == pytest.approx(expected, rel=1e-6)
