@@ -16,7 +16,7 @@ from algorithms import _checks
 from algorithms.errors import ShapeError
 from algorithms.grpo import group_index
 
-__all__ = ["mixed_groups", "tasks_to_draw"]
+__all__ = ["batch_group_ids", "mixed_groups", "tasks_to_draw"]
 
 
 def mixed_groups(
@@ -81,3 +81,19 @@ def tasks_to_draw(
     if groups_kept >= groups_needed or rounds_done >= max_rounds:
         return 0
     return int(math.ceil((groups_needed - groups_kept) * oversample_factor - 1e-9))
+
+
+def batch_group_ids(mixed_ids: Sequence[int], *, room: int, offset: int) -> dict[int, int]:
+    """New batch ids for one dynamic-sampling round's mixed groups: ``{old id: new id}``.
+
+    The round's mixed groups, in ascending old id, fill the ``room`` free places of the batch:
+    ``new(g) = offset + rank(g)`` for ``rank(g) < room`` (rank = position in the sorted distinct
+    ids); the rest are not kept. ``offset`` is the number of groups already in the batch, so ids
+    stay ``0 .. groups − 1`` over all rounds. Pure: the caller relabels copies of its episodes
+    (relabelling them in place while matching on the old ids merges groups whose new id equals
+    a later group's old id).
+    """
+    if int(room) != room or room < 0 or int(offset) != offset or offset < 0:
+        raise ShapeError(f"room and offset must be non-negative integers, got room={room!r}, offset={offset!r}")
+    ordered = sorted(set(int(g) for g in mixed_ids))[: int(room)]
+    return {g: int(offset) + rank for rank, g in enumerate(ordered)}

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +207,11 @@ class LocalTrainer:
                 keep, _ = sampling.mixed_groups(rewards, groups)
             else:
                 keep = torch.ones_like(rewards, dtype=torch.bool)
-            offset = max((ep.group for ep in kept), default=-1) + 1
-            new_groups = sorted({episodes[i].group for i in torch.nonzero(keep).flatten().tolist()})
-            for g in new_groups[: self.sampling_cfg.groups_per_batch - groups_kept]:
-                for ep in episodes:
-                    if ep.group == g:
-                        ep.group = offset + new_groups.index(g)
-                        kept.append(ep)
-                groups_kept += 1
+            new_ids = sampling.batch_group_ids(
+                [episodes[i].group for i in torch.nonzero(keep).flatten().tolist()],
+                room=self.sampling_cfg.groups_per_batch - groups_kept, offset=groups_kept)
+            kept += [replace(ep, group=new_ids[ep.group]) for ep in episodes if ep.group in new_ids]
+            groups_kept += len(new_ids)
         stats["groups_kept"] = float(groups_kept)
         stats["groups_dropped"] = stats["groups_drawn"] - groups_kept
         stats["resample_rounds"] = float(rounds)
