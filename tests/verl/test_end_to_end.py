@@ -27,6 +27,11 @@ from adapters.verl import cpu_run
 pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT_S = 900
+REPORTED = ("training/global_step", "critic/score/mean", "actor/pg_loss", "actor/grad_norm",
+            "sgcd/groups_with_reference", "sgcd/w_min", "sgcd/w_max", "sgcd/w_std",
+            "sdpo/frac_samples_with_teacher", "actor/sdpo/loss", "actor/sdpo/is_ratio_mean",
+            "training/filter_groups/evicted_samples", "timing_s/step")
+"""verl metrics each run prints into the test log (CI's output shows them)."""
 W_MIN, W_MAX = 0.5, 2.0  # the sgcd_fsdp defaults
 PUSH = re.compile(r"\[transformers rollout\] replica (\d+): weights for global step (\d+) loaded (\d+), missing (\d+)")
 
@@ -53,8 +58,18 @@ def workdir(tmp_path_factory) -> Path:
     return root
 
 
+def report(tag: str, run: Run, terminal) -> None:
+    """Print verl's key metrics of each step and the weight pushes (shown even when the test passes)."""
+    with terminal.disabled():
+        for step, metrics in sorted(run.steps.items()):
+            shown = " - ".join(f"{k}:{metrics[k]:.4g}" for k in REPORTED if k in metrics)
+            print(f"\n[verl e2e {tag}] step:{step} - {shown}", end="")
+        pushes = {r: sorted(s) for r, s in sorted(run.pushes().items())}
+        print(f"\n[verl e2e {tag}] weights loaded by the rollout server (replica: global steps): {pushes}")
+
+
 def train(workdir: Path, method: str, tag: str, *extra: str, steps: int = 2, dp: int = 1,
-          checkpoint_dir: Path | None = None) -> Run:
+          checkpoint_dir: Path | None = None, terminal=None) -> Run:
     """One CPU training run of ``method``; fails with the log's tail unless it exits 0."""
     cmd = cpu_run.launch_command(method, workdir / "model", workdir / "train.parquet", steps=steps, num_workers=dp,
                                  checkpoint_dir=checkpoint_dir or workdir / "ckpt" / tag, extra=list(extra))
@@ -64,7 +79,10 @@ def train(workdir: Path, method: str, tag: str, *extra: str, steps: int = 2, dp:
                               timeout=RUN_TIMEOUT_S, cwd=workdir)
     log = log_file.read_text(errors="replace")
     assert proc.returncode == 0, f"{method} run exited {proc.returncode}; log tail:\n{log[-6000:]}"
-    return Run(log, cpu_run.parse_step_metrics(log))
+    run = Run(log, cpu_run.parse_step_metrics(log))
+    if terminal is not None:
+        report(tag, run, terminal)
+    return run
 
 
 def assert_trained(run: Run, steps: range, replicas: int = 1) -> None:
@@ -81,17 +99,17 @@ def assert_trained(run: Run, steps: range, replicas: int = 1) -> None:
         assert set(steps) <= pushed, f"replica {replica} loaded weights of steps {sorted(pushed)}"
 
 
-def test_grpo_trains_two_steps_with_data_parallel_two_on_gloo(workdir):
-    run = train(workdir, "grpo", "grpo-dp2", dp=2)
+def test_grpo_trains_two_steps_with_data_parallel_two_on_gloo(workdir, capsys):
+    run = train(workdir, "grpo", "grpo-dp2", dp=2, terminal=capsys)
     assert_trained(run, range(1, 3), replicas=2)
     # the stand-in's mixed groups give GRPO a non-zero signal
     assert any(m["critic/score/max"] == 1.0 and m["critic/score/min"] == 0.0 for m in run.steps.values())
     assert any(m["actor/grad_norm"] > 0 for m in run.steps.values())
 
 
-def test_sgcd_trains_with_credit_weights_and_dynamic_sampling_then_resumes(workdir):
+def test_sgcd_trains_with_credit_weights_and_dynamic_sampling_then_resumes(workdir, capsys):
     ckpt = workdir / "ckpt" / "sgcd"
-    run = train(workdir, "sgcd", "sgcd", "trainer.save_freq=1", checkpoint_dir=ckpt)
+    run = train(workdir, "sgcd", "sgcd", "trainer.save_freq=1", checkpoint_dir=ckpt, terminal=capsys)
     assert_trained(run, range(1, 3))
     with_reference = [m for m in run.steps.values() if m["sgcd/groups_with_reference"] >= 1]
     assert with_reference, "no group got a credit reference"
@@ -104,16 +122,17 @@ def test_sgcd_trains_with_credit_weights_and_dynamic_sampling_then_resumes(workd
     assert evicted > 0, "dynamic sampling evicted nothing"
     assert (ckpt / "global_step_2").is_dir(), sorted(p.name for p in ckpt.iterdir())
 
-    resumed = train(workdir, "sgcd", "sgcd-resume", "trainer.save_freq=1", steps=3, checkpoint_dir=ckpt)
+    resumed = train(workdir, "sgcd", "sgcd-resume", "trainer.save_freq=1", steps=3, checkpoint_dir=ckpt,
+                    terminal=capsys)
     assert sorted(resumed.steps) == [3], f"resume ran steps {sorted(resumed.steps)}, expected only step 3"
     assert "global_step_2" in resumed.log  # verl names the checkpoint it resumed from
     assert math.isfinite(resumed.steps[3]["actor/pg_loss"])
     assert 3 in resumed.pushes()[0]
 
 
-def test_sdpo_trains_two_steps_on_distilled_samples(workdir):
-    run = train(workdir, "sdpo", "sdpo")
+def test_sdpo_trains_two_steps_on_distilled_samples(workdir, capsys):
+    run = train(workdir, "sdpo", "sdpo", terminal=capsys)
     assert_trained(run, range(1, 3))
     for m in run.steps.values():
         assert 0.0 < m["sdpo/frac_samples_with_teacher"] <= 1.0, m["sdpo/frac_samples_with_teacher"]
-        assert math.isfinite(m["actor/pg_loss"])
+        assert math.isfinite(m["actor/pg_loss"]) and math.isfinite(m["actor/sdpo/loss"])
