@@ -28,14 +28,15 @@ verl internals this relies on (a verl upgrade that changes them must fail CI lou
 end-to-end test in ``tests/verl/test_end_to_end.py`` does):
 
 - ``verl.plugin.platform.PlatformRegistry`` / ``PlatformBase`` and ``VERL_PLATFORM`` selection;
-- ``verl.workers.engine.EngineRegistry.register(model_type, backend, device)`` and the engine
-  classes ``verl.workers.engine.fsdp.transformer_impl.FSDPEngineWithLMHead`` / ``...WithValueHead``;
+- ``verl.workers.engine.EngineRegistry.register(model_type, backend, device)`` (and its
+  ``_engines`` dict, read to stay idempotent) and the engine classes
+  ``verl.workers.engine.fsdp.transformer_impl.FSDPEngineWithLMHead`` / ``...WithValueHead``;
+- the ``get_torch_device()`` calls verl makes (the members of :class:`CPUDevice`);
 - the backend string and the ``is_initialized()`` early exit of
   ``verl.utils.distributed.initialize_global_process_group_ray``, and the env vars
   ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT``/``WG_BACKEND`` that
   ``verl.single_controller.ray.base.RayWorkerGroup`` gives each worker;
-- ``verl.workers.rollout.replica.RolloutReplicaRegistry`` and the private
-  ``verl.workers.rollout.base._ROLLOUT_REGISTRY`` (the worker-side rollout class).
+- for the rollout, those listed in :mod:`adapters.verl.transformers_rollout`.
 
 The verl overrides and environment a CPU run needs besides ``VERL_PLATFORM=cpu`` are in
 :mod:`adapters.verl.cpu_run` (``CPU_OVERRIDES``, each with its reason; ``launch_command``).

@@ -10,7 +10,9 @@ builds, under ``--workdir``:
 - ``data/train.parquet``: τ³-airline train tasks whose reference solution fits the CPU
   response budget, routed to the **CI-only contrast stand-in** agent loop
   (:mod:`adapters.verl.replay_stand_in`: every other sibling replays the reference actions),
-  because a random model never earns reward on its own. ``--agent real`` uses the real loop.
+  because a random model never earns reward on its own. ``--agent real`` uses the real loop;
+  a random model's groups are then all-zero, so pass ``algorithm.filter_groups.enable=false``
+  too (dynamic sampling would find nothing to keep).
 
 So what it prints shows the machinery working (steps, losses, credit weights, distilled samples,
 weight pushes), never a τ³ result. The same functions build the end-to-end test
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the tiny model, the rows and checkpoints go (default .sgcd-cache/verl-cpu)")
     parser.add_argument("--dp", type=int, default=1, help="data-parallel FSDP ranks on gloo (default 1)")
     parser.add_argument("--agent", choices=("stand-in", "real"), default="stand-in",
-                        help="stand-in: the CI contrast loop (default); real: the τ³ agent loop as shipped")
+                        help="stand-in: the CI contrast loop (default); real: the τ³ agent loop as shipped "
+                             "(all-zero groups with a random model: add algorithm.filter_groups.enable=false)")
     parser.add_argument("--print-only", action="store_true", help="print the command instead of running it")
     parser.add_argument("overrides", nargs="*", help="more verl overrides (key=value)")
     args = parser.parse_args(argv)

@@ -22,6 +22,15 @@ Three pieces, each behind a verl extension point:
 
 :func:`register` installs both names; :mod:`adapters.verl.plugin` calls it in every process
 (the loaders import this module lazily, so nothing here is imported unless the backend is used).
+
+verl 0.9.1 internals this relies on (``tests/verl/test_end_to_end.py`` fails when they change):
+``RolloutReplica`` (``init_hybrid`` → ``launch_servers``, which must set ``servers``,
+``_server_handle`` and ``_server_address``), the private ``_ROLLOUT_REGISTRY`` dict, ``BaseRollout``
+and the naive checkpoint engine's call ``rollout.update_weights(per_tensor_param, peft_config=…,
+base_sync_done=…, global_steps=…)`` from ``ActorRolloutRefWorker.update_weights``, the server calls
+``LLMServerClient.generate`` and ``CheckpointEngineManager`` make (``generate``, ``sleep``,
+``wake_up``, ``abort_all_requests``, ``resume_generation``, the kv-cache calls), ``TokenOutput``,
+and the ``prompt_logprobs`` layout of ``vllm_rollout.utils.extract_prompt_logprobs``.
 """
 
 from __future__ import annotations

@@ -263,8 +263,10 @@ def test_micro_batches_give_the_one_pass_update(tokenizer, method):
     assert ra.metrics["updated"] == rb.metrics["updated"] == 1.0
     assert ra.metrics["micro_batches"] == 1.0 and rb.metrics["micro_batches"] == rb.metrics["groups_kept"] >= 2
     assert rb.metrics["loss"] == pytest.approx(ra.metrics["loss"], rel=1e-5, abs=1e-7)
+    # fp32 gradient accumulation sums in another order than one pass: a few parameters differ by
+    # ~1e-5 relative (seen: 1 of 1.5M at 1.7e-5); a wrong denominator would differ by tens of percent
     for p, q in zip(one_pass.parameters(), micro.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["grpo", "sgcd", "sdpo"])
