@@ -233,6 +233,8 @@ def compare(
         s = pieces.summarizer
         console.print(f"summarizer {pieces.summarizer_label}: {s.calls} calls, {s.failures} fell back to w = 1"
                       f" (no contrast or failed), {s.cache_hits} cache hits", highlight=False)
+        if s.failures:
+            console.print(f"summarizer fallbacks: {s.failure_summary()}", highlight=False)
     print_leaderboard(store, env_id, console=console)
     console.print(f"results: {out / 'results.sqlite'}")
     if failed:

@@ -33,6 +33,8 @@ from gymnasium.error import ResetNeeded
 
 __all__ = [
     "AGENT_STOP_TOKEN",
+    "MAX_JSON_DEPTH",
+    "USER_ERROR",
     "USER_STOP_TOKENS",
     "NORMAL_TERMINATIONS",
     "ChatMessages",
@@ -46,6 +48,7 @@ __all__ = [
     "did_you_mean",
     "function_schema",
     "parse_tool_calls",
+    "replace_lone_surrogates",
     "validate_arguments",
     "whitespace_token_count",
 ]
@@ -58,6 +61,9 @@ USER_STOP_TOKENS = ("###STOP###", "###TRANSFER###", "###OUT-OF-SCOPE###")
 
 NORMAL_TERMINATIONS = frozenset({"user_stop", "agent_stop"})
 """Termination reasons that keep the verifier reward; every other end scores 0 (upstream)."""
+
+USER_ERROR = "user_error"
+"""Termination reason when the user simulator failed (one of its ``error_types``); reward 0."""
 
 INVALID_CALL_NAME = "invalid_tool_call"
 """Name recorded in the assistant message for a call block that could not be parsed."""
@@ -115,7 +121,122 @@ class ParsedAction:
 
 _TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
-_JSON_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting a JSON value in an action may have. Deeper text is an error observation,
+found by an iterative scan before anything is decoded (the ``json`` module recurses per level)."""
+
+MAX_FAILED_CANDIDATES = 64
+"""How many JSON-looking starts in prose may fail to decode before the parser stops looking
+for more embedded calls; with it, parsing any text costs O(``MAX_FAILED_CANDIDATES`` · length)."""
+
+_STRUCTURE = re.compile(r'[][{}"]')
+_STRING_REST = re.compile(r'(?:[^"\\]++|\\.)*+"', re.DOTALL)  # after an opening quote; possessive: linear
+_CALL_START = re.compile(r'\{\s*"|\[\s*\{')  # an object with a key, or a list opening with an object
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate (U+D800..U+DFFF, e.g. from the JSON escape ``"\\ud800"``)
+    replaced by U+FFFD, so that it encodes as UTF-8 (tokenizers raise on surrogates)."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def json_extent(text: str, start: int, max_depth: int = MAX_JSON_DEPTH) -> tuple[int | None, bool]:
+    """Where the JSON array or object opening at ``text[start]`` closes, found iteratively.
+
+    Strings are skipped (backslash escapes honoured) and any closing bracket closes any opening
+    one (a mismatch is left to the decoder). Returns ``(end, too_deep)``: ``end`` is the index
+    after the closing bracket, or None when the text ends first or the nesting passes
+    ``max_depth`` (then ``too_deep`` is True). Costs O(end - start).
+    """
+    depth = 0
+    pos = start
+    while (match := _STRUCTURE.search(text, pos)) is not None:
+        char, pos = match.group(), match.end()
+        if char == '"':
+            rest = _STRING_REST.match(text, pos)
+            if rest is None:
+                return None, False  # an unterminated string runs to the end
+            pos = rest.end()
+        elif char in "[{":
+            depth += 1
+            if depth > max_depth:
+                return None, True
+        else:
+            depth -= 1
+            if depth == 0:
+                return pos, False
+    return None, False
+
+
+def decode_json(text: str) -> tuple[Any, str | None]:
+    """``(value, None)`` for JSON ``text``, else ``(None, reason)``; never recurses deeper than
+    :data:`MAX_JSON_DEPTH` (checked first), so hostile nesting is a reason, not a RecursionError."""
+    if text[:1] in ("[", "{") and json_extent(text, 0)[1]:
+        return None, _TOO_DEEP
+    return _loads_measured(text)
+
+
+def _loads_measured(text: str) -> tuple[Any, str | None]:
+    """``json.loads`` of a text whose nesting is known to be within :data:`MAX_JSON_DEPTH`."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as err:
+        return None, f"{err.msg} at char {err.pos}"
+
+
+def _strip_json_fence(text: str) -> str:
+    """The inside of a text wrapped in a ```json (or bare ```) fence, else ``text`` itself."""
+    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
+        return text
+    inner = text[3:-3]
+    return (inner[4:] if inner.startswith("json") else inner).strip()
+
+
+@dataclass(frozen=True)
+class EmbeddedCalls:
+    """Call-shaped JSON values found in prose: ``spans`` are ``(start, end, call objects)`` in
+    order; ``too_deep_at`` is where a value nested past :data:`MAX_JSON_DEPTH` (the scan stopped)."""
+
+    spans: list[tuple[int, int, list[Any]]]
+    too_deep_at: int | None = None
+
+
+def _looks_like_call(obj: Any) -> bool:
+    return isinstance(obj, dict) and (
+        "name" in obj and ("arguments" in obj or "parameters" in obj) or isinstance(obj.get("function"), dict)
+    )
+
+
+def find_embedded_calls(text: str) -> EmbeddedCalls:
+    """Every call object (or list of call objects) in ``text``, left to right, in linear time.
+
+    Each candidate start (``{"`` or ``[{``) is measured with :func:`json_extent` and only then
+    decoded. A decoded object that is no call is skipped whole; a candidate that does not decode
+    (or a list of non-calls) is retried one character on, at most :data:`MAX_FAILED_CANDIDATES`
+    times per text.
+    """
+    spans: list[tuple[int, int, list[Any]]] = []
+    failures = 0
+    pos = 0
+    while failures < MAX_FAILED_CANDIDATES and (match := _CALL_START.search(text, pos)) is not None:
+        start = match.start()
+        end, too_deep = json_extent(text, start)
+        if too_deep:
+            return EmbeddedCalls(spans, too_deep_at=start)
+        value, problem = _loads_measured(text[start:end]) if end is not None else (None, "unclosed")
+        items = value if isinstance(value, list) else [value]
+        if problem is None and items and all(_looks_like_call(o) for o in items):
+            spans.append((start, end, items))
+            pos = end
+        elif problem is None and isinstance(value, dict):
+            pos = end  # a JSON object that is not a call: prose, skipped whole
+        else:
+            failures += 1
+            pos = start + 1
+    return EmbeddedCalls(spans)
 
 
 def _call_from_object(obj: Any, call_id: str) -> ToolCall | str:
@@ -137,19 +258,12 @@ def _call_from_object(obj: Any, call_id: str) -> ToolCall | str:
     if args is None:
         args = {}
     if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError as err:
-            return f"the 'arguments' string of '{name}' is not valid JSON ({err.msg} at char {err.pos})"
+        args, problem = decode_json(args) if args.strip() else ({}, None)
+        if problem is not None:
+            return f"the 'arguments' string of '{name}' is not valid JSON ({problem})"
     if not isinstance(args, dict):
         return f"the 'arguments' of '{name}' must be a JSON object, got {type(args).__name__}"
     return ToolCall(name=name, arguments=args, id=call_id)
-
-
-def _looks_like_call(obj: Any) -> bool:
-    return isinstance(obj, dict) and (
-        "name" in obj and ("arguments" in obj or "parameters" in obj) or isinstance(obj.get("function"), dict)
-    )
 
 
 def parse_tool_calls(action: str | Mapping[str, Any], id_prefix: str = "call") -> ParsedAction:
@@ -163,11 +277,15 @@ def parse_tool_calls(action: str | Mapping[str, Any], id_prefix: str = "call") -
     2. Hermes/Qwen blocks ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
        (an unterminated last block is read to the end of the text).
     3. Bare JSON: the whole text (optionally in a ```json fence) is one call object or a list
-       of them, or call objects embedded in prose (decoded with ``json.JSONDecoder.raw_decode``).
+       of them, or call objects (or lists of them) anywhere in prose: before, between or
+       after text, one after another on separate lines (see :func:`find_embedded_calls`).
 
     ``arguments`` may be a JSON object or a JSON-encoded string. ``<think>...</think>``
     blocks are dropped from ``content``. Call ids are ``f"{id_prefix}_{k}"`` unless the call
     carries its own. A text without any call is a plain message (``calls == []``).
+
+    Bounded on hostile text: linear time in the text's length, and JSON nested deeper than
+    :data:`MAX_JSON_DEPTH` is a parse error, never a RecursionError.
     """
     counter = iter(range(1_000_000))
 
@@ -186,6 +304,10 @@ def parse_tool_calls(action: str | Mapping[str, Any], id_prefix: str = "call") -
         else:
             errors.append(f"Malformed tool call: {got}.")
             invalid.append((cid, raw))
+
+    def reject(message: str, raw: str) -> None:
+        errors.append(f"Malformed tool call: {message}.")
+        invalid.append((next_id(), raw[:2000]))
 
     if isinstance(action, Mapping):
         action = dict(action)
@@ -213,55 +335,46 @@ def parse_tool_calls(action: str | Mapping[str, Any], id_prefix: str = "call") -
     if "<tool_call>" in text:
         for body in _TOOL_CALL_BLOCK.findall(text):
             body = body.strip()
-            try:
-                obj = json.loads(body)
-            except json.JSONDecodeError as err:
-                cid = next_id()
-                errors.append(f"Malformed tool call: invalid JSON in <tool_call> block ({err.msg} at char {err.pos}).")
-                invalid.append((cid, body[:2000]))
+            obj, problem = decode_json(body)
+            if problem is not None:
+                reject(f"invalid JSON in <tool_call> block ({problem})", body)
                 continue
             add(obj, body[:2000])
         content = _TOOL_CALL_BLOCK.sub("", text).strip()
         return ParsedAction(calls, content, errors, invalid)
 
     stripped = text.strip()
-    fence = _JSON_FENCE.match(stripped)
-    whole = fence.group(1) if fence else stripped
-    if whole[:1] in "{[" and whole:
-        try:
-            obj = json.loads(whole)
-        except json.JSONDecodeError as err:
-            if '"name"' in whole:
-                cid = next_id()
-                errors.append(f"Malformed tool call: invalid JSON ({err.msg} at char {err.pos}).")
-                invalid.append((cid, whole[:2000]))
-                return ParsedAction(calls, "", errors, invalid)
-        else:
-            objs = obj if isinstance(obj, list) else [obj]
-            if objs and all(_looks_like_call(o) or (isinstance(o, dict) and "name" in o) for o in objs):
-                for o in objs:
-                    add(o, json.dumps(o, default=str)[:2000])
-                return ParsedAction(calls, "", errors, invalid)
+    whole = _strip_json_fence(stripped)
+    whole_problem: str | None = None
+    if whole[:1] in ("{", "["):
+        obj, whole_problem = decode_json(whole)
+        if whole_problem == _TOO_DEEP:
+            reject(f"invalid JSON ({whole_problem})", whole)
+            return ParsedAction(calls, "", errors, invalid)
+        objs = obj if isinstance(obj, list) else [obj]
+        if whole_problem is None and objs and all(_looks_like_call(o) or (isinstance(o, dict) and "name" in o)
+                                                  for o in objs):
+            for o in objs:
+                add(o, json.dumps(o, default=str)[:2000])
+            return ParsedAction(calls, "", errors, invalid)
 
-    # Calls embedded in prose: decode each '{' that starts a call-shaped object.
-    decoder = json.JSONDecoder()
+    found = find_embedded_calls(text)
     pieces: list[str] = []
     pos = 0
-    start = text.find("{")
-    while start != -1:
-        try:
-            obj, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            start = text.find("{", start + 1)
-            continue
-        if _looks_like_call(obj):
-            pieces.append(text[pos:start])
-            add(obj, text[start:end][:2000])
-            pos = end
-            start = text.find("{", end)
-        else:
-            start = text.find("{", end)
-    if not calls and not errors:
+    for start, end, objs in found.spans:
+        pieces.append(text[pos:start])
+        for o in objs:
+            add(o, json.dumps(o, default=str)[:2000])
+        pos = end
+    if found.too_deep_at is not None:
+        pieces.append(text[pos:found.too_deep_at])
+        reject(f"invalid JSON ({_TOO_DEEP} at char {found.too_deep_at})",
+               text[found.too_deep_at:])
+        return ParsedAction(calls, "".join(pieces).strip(), errors, invalid)
+    if not found.spans and whole_problem is not None and '"name"' in whole:
+        reject(f"invalid JSON ({whole_problem})", whole)  # a call-looking text that does not decode
+        return ParsedAction(calls, "", errors, invalid)
+    if not found.spans:
         return ParsedAction([], stripped, [], [])
     pieces.append(text[pos:])
     return ParsedAction(calls, "".join(pieces).strip(), errors, invalid)
@@ -438,6 +551,11 @@ class UserSimulator(Protocol):
     (OpenAI chat messages, the last one the agent's). A reply containing one of
     :data:`USER_STOP_TOKENS` ends the episode. ``name`` labels results
     (``info["user_simulator"]``), e.g. ``"scripted-stand-in"`` or ``"llm:<model>"``.
+
+    A simulator may also declare ``error_types``: the exceptions its ``reset``/``respond`` raise
+    when the simulator itself fails (e.g. the LLM user's server is down after its retries). The
+    env ends that episode as ``user_error`` (reward 0, the reason in ``info["user_error"]``)
+    instead of letting them propagate. Everything else a simulator raises propagates.
     """
 
     name: str
@@ -551,6 +669,25 @@ def _copy_message(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _clean_strings(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``d`` with lone surrogates replaced in its string values (one level deep)."""
+    return {k: replace_lone_surrogates(v) if isinstance(v, str) else v for k, v in d.items()}
+
+
+def _clean_message(m: dict[str, Any]) -> dict[str, Any]:
+    """``m`` with lone surrogates replaced in its text: content, name, ids and tool calls."""
+    out = _clean_strings(m)
+    if "tool_calls" in m:
+        out["tool_calls"] = [{**_clean_strings(c), "function": _clean_strings(c["function"])}
+                             for c in m["tool_calls"]]
+    return out
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception as one line of at most ``limit`` characters (for ``info`` fields)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return replace_lone_surrogates(text if len(text) <= limit else text[: limit - 1] + "…")
+
 
 class ToolUseEnv(gym.Env):
     """Base class of the text tool-use environments.
@@ -563,7 +700,8 @@ class ToolUseEnv(gym.Env):
     :class:`AgentAction`: the raw assistant text, parsed by :func:`parse_tool_calls`, or an
     already-parsed call dict. A text without tool calls is a message to the user; a text with
     calls runs *at most* those calls (in order) and returns their results to the agent
-    (any text beside the calls is kept as the assistant message content).
+    (any text beside the calls is kept as the assistant message content). Calls stop once the
+    episode's ``max_errors`` or ``max_messages`` is reached (the episode then ends).
 
     ## Observation Space
     :class:`ChatMessages`: the whole conversation so far as OpenAI chat messages (no system
@@ -576,16 +714,22 @@ class ToolUseEnv(gym.Env):
     ## Episode End
     Termination: the user replies with a stop token (``user_stop``), the agent sends
     :data:`AGENT_STOP_TOKEN` (``agent_stop``) or makes ``max_errors`` erroneous calls
-    (``too_many_errors``, reward 0; upstream τ² uses 10). Truncation (reward 0): the
-    conversation reaches ``max_messages`` (``max_steps``; upstream cap 200), ``max_turns``
-    agent actions (``max_turns``) or ``max_tokens`` conversation tokens (``max_tokens``).
+    (``too_many_errors``, reward 0; upstream τ² uses 10) or the user simulator fails
+    (``user_error``, reward 0, the reason in ``info["user_error"]``; see :class:`UserSimulator`;
+    a failure in ``reset`` is in the reset info and ends the episode at the first step, which
+    runs nothing). Truncation (reward 0): the conversation reaches ``max_messages``
+    (``max_steps``; upstream cap 200), ``max_turns`` agent actions (``max_turns``) or
+    ``max_tokens`` conversation tokens (``max_tokens``).
     Stepping after the end raises :class:`gymnasium.error.ResetNeeded`.
 
     ## Error observations
     ``{"role": "tool", "tool_call_id": id, "name": tool, "content": "Error: ..."}`` for a
     malformed call block (recorded as a call named ``invalid_tool_call``), an unknown tool,
     arguments that fail the tool's JSON schema (checked before anything runs) and a tool
-    raising one of ``tool_error_types``. None of these changes the state.
+    raising one of ``tool_error_types``. None of these changes the state. Hostile text is
+    bounded (see :func:`parse_tool_calls`): JSON nested deeper than :data:`MAX_JSON_DEPTH` is a
+    malformed call, and lone surrogates (e.g. from the escape ``"\\ud800"``) are replaced by
+    U+FFFD in every message the env returns.
 
     ## Arguments
     ``user`` (a :class:`UserSimulator`), ``max_turns``, ``max_tokens``, ``token_counter``
@@ -633,6 +777,7 @@ class ToolUseEnv(gym.Env):
         self.observation_space = ChatMessages(max_messages=max_messages + 64)
         self._messages: list[dict[str, Any]] = []
         self._done: str | None = None
+        self._user_failure: str | None = None
         self._started = False
         self._turns = self._tokens = self._errors = self._write_calls = 0
         self._calls: list[ToolCall] = []
@@ -661,7 +806,11 @@ class ToolUseEnv(gym.Env):
         options = dict(options or {})
         self._task, info = self._begin_episode(options)
         user_seed = int(self.np_random.integers(0, 2**31 - 1))
-        first = self.user.reset(self._task, seed=user_seed)
+        self._user_failure = None
+        try:
+            first = self.user.reset(self._task, seed=user_seed)
+        except self._user_error_types() as err:
+            first, self._user_failure = "", _one_line(err)
         if not isinstance(first, str):
             raise TypeError(f"{type(self.user).__name__}.reset must return str, got {type(first).__name__}")
         self._messages = []
@@ -671,6 +820,8 @@ class ToolUseEnv(gym.Env):
         self._started = True
         self._append({"role": "user", "content": first})
         info = {**info, "tools": self.tool_schemas(), "user_simulator": self.user.name}
+        if self._user_failure is not None:
+            info[USER_ERROR] = self._user_failure
         return self._observation(), info
 
     def step(self, action: str | Mapping[str, Any]):
@@ -683,34 +834,9 @@ class ToolUseEnv(gym.Env):
                 f"action must be a str (assistant text) or a mapping (a parsed tool call), got {type(action).__name__}"
             )
         self._turns += 1
-        parsed = parse_tool_calls(action, id_prefix=f"call_{self._turns}")
-        tool_calls = [c.to_openai() for c in parsed.calls] + [
-            {"id": cid, "type": "function", "function": {"name": INVALID_CALL_NAME, "arguments": raw}}
-            for cid, raw in parsed.invalid
-        ]
-        assistant: dict[str, Any] = {"role": "assistant", "content": parsed.content}
-        if tool_calls:
-            assistant["tool_calls"] = tool_calls
-        self._append(assistant)
-
-        termination: str | None = None
+        # A simulator that failed at reset has nothing to answer: end before running anything.
+        termination = USER_ERROR if self._user_failure is not None else self._play(action)
         truncation: str | None = None
-        if tool_calls:
-            for (cid, _raw), err in zip(parsed.invalid, parsed.errors):
-                self._tool_message(cid, INVALID_CALL_NAME, "Error: " + err, error=True)
-            for call in parsed.calls:
-                self._execute(call)
-            if self._errors >= self.max_errors:
-                termination = "too_many_errors"
-        elif AGENT_STOP_TOKEN in parsed.content:
-            termination = "agent_stop"
-        else:
-            reply = self.user.respond(self._observation())
-            if not isinstance(reply, str):
-                raise TypeError(f"{type(self.user).__name__}.respond must return str, got {type(reply).__name__}")
-            self._append({"role": "user", "content": reply})
-            if any(tok in reply for tok in USER_STOP_TOKENS):
-                termination = "user_stop"
         if termination is None:
             if len(self._messages) >= self.max_messages:
                 truncation = "max_steps"
@@ -729,7 +855,52 @@ class ToolUseEnv(gym.Env):
             info.update(parts)
             info.update(reward=reward, termination=reason, write_calls=self._write_calls,
                         user_simulator=self.user.name)
+            if reason == USER_ERROR:
+                info[USER_ERROR] = self._user_failure
         return self._observation(), reward, termination is not None, truncation is not None, info
+
+    def _play(self, action: str | Mapping[str, Any]) -> str | None:
+        """Record the agent's action, run its calls or get the user's reply; the termination
+        reason it causes, if any."""
+        parsed = parse_tool_calls(action, id_prefix=f"call_{self._turns}")
+        tool_calls = [c.to_openai() for c in parsed.calls] + [
+            {"id": cid, "type": "function", "function": {"name": INVALID_CALL_NAME, "arguments": raw}}
+            for cid, raw in parsed.invalid
+        ]
+        assistant: dict[str, Any] = {"role": "assistant", "content": parsed.content}
+        if tool_calls:
+            assistant["tool_calls"] = tool_calls
+        self._append(assistant)
+        if tool_calls:
+            for (cid, _raw), err in zip(parsed.invalid, parsed.errors):
+                if self._budget_spent():
+                    break
+                self._tool_message(cid, INVALID_CALL_NAME, "Error: " + err, error=True)
+            for call in parsed.calls:
+                if self._budget_spent():
+                    break
+                self._execute(call)
+            return "too_many_errors" if self._errors >= self.max_errors else None
+        if AGENT_STOP_TOKEN in parsed.content:
+            return "agent_stop"
+        try:
+            reply = self.user.respond(self._observation())
+        except self._user_error_types() as err:
+            self._user_failure = _one_line(err)
+            return USER_ERROR
+        if not isinstance(reply, str):
+            raise TypeError(f"{type(self.user).__name__}.respond must return str, got {type(reply).__name__}")
+        self._append({"role": "user", "content": reply})
+        return "user_stop" if any(tok in reply for tok in USER_STOP_TOKENS) else None
+
+    def _budget_spent(self) -> bool:
+        """Whether the episode's error or message budget is used up: the remaining calls of the
+        turn are not run (the episode ends after this step either way)."""
+        return self._errors >= self.max_errors or len(self._messages) >= self.max_messages
+
+    def _user_error_types(self) -> tuple[type[BaseException], ...]:
+        """The exceptions with which the user simulator reports its own failure (may be none)."""
+        return tuple(getattr(self.user, "error_types", ()))
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
@@ -752,6 +923,7 @@ class ToolUseEnv(gym.Env):
         return [_copy_message(m) for m in self._messages]
 
     def _append(self, message: dict[str, Any]) -> None:
+        message = _clean_message(message)
         self._messages.append(message)
         self._tokens += self.token_counter(message["content"])
         for c in message.get("tool_calls", ()):

@@ -26,7 +26,7 @@ from typing import Any
 import openai
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ChatClient", "Completion", "LLMEndpoint", "LLMError"]
+__all__ = ["ChatClient", "Completion", "LLMEndpoint", "LLMError", "short_reason"]
 
 _ROLES = ("system", "user", "assistant", "tool")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -35,7 +35,15 @@ DUMMY_API_KEY = "sgcd-no-key"
 
 
 class LLMError(RuntimeError):
-    """A chat request failed (timeout, connection, HTTP status, malformed answer); one-line reason."""
+    """A chat request failed (timeout, connection, HTTP status, malformed answer); one-line message.
+
+    ``reason`` is the short cause without the endpoint, e.g. ``"HTTP 500: ..."`` or
+    ``"timed out after 60 s"`` (for counting failures by cause); it defaults to the message.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class LLMEndpoint(BaseModel):
@@ -56,7 +64,8 @@ class LLMEndpoint(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     """Per-attempt timeout in seconds."""
     max_retries: int = Field(default=3, ge=0, le=20)
-    """Retries after the first attempt, on timeouts, connection errors, HTTP 408/409/429/5xx."""
+    """Retries after the first attempt, on timeouts, connection errors, HTTP 408/409/429/5xx
+    and bodies that are not JSON (a proxy's error page, a truncated answer)."""
     backoff_s: float = Field(default=1.0, ge=0, le=60)
     """Sleep before retry r (0-based) is ``min(backoff_s·2^r, max_backoff_s)``."""
     max_backoff_s: float = Field(default=30.0, ge=0, le=600)
@@ -128,6 +137,21 @@ def _check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
 def _one_line(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_OPENAI_STATUS_PREFIX = re.compile(r"^Error code: \d+ - ")  # openai's wording; the status is ours already
+_REASON_DETAIL = re.compile(r" \(|; |: '|: \"")
+
+
+def short_reason(reason: str, limit: int = 60) -> str:
+    """A failure reason as a stable key for counting: one line, without the parenthesised or
+    quoted details that vary from failure to failure, at most ``limit`` characters.
+
+    ``"malformed body: not JSON: '<html>...'"`` → ``"malformed body: not JSON"``.
+    """
+    text = " ".join(str(reason).split())
+    text = _REASON_DETAIL.split(text, maxsplit=1)[0]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -263,22 +287,23 @@ class ChatClient:
             except openai.APIConnectionError as exc:
                 reason = f"connection failed: {_one_line(exc.__cause__ or exc)}"
             except openai.APIStatusError as exc:
-                reason = f"HTTP {exc.status_code}: {_one_line(exc.message)}"
+                reason = f"HTTP {exc.status_code}: {_one_line(_OPENAI_STATUS_PREFIX.sub('', exc.message))}"
                 if exc.status_code in (401, 403) and self._key_missing:
                     reason += f" (the key variable {ep.api_key_env} is not set)"
                 if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
-                    raise LLMError(f"LLM request to {self._where()} failed: {reason}") from exc
+                    raise LLMError(f"LLM request to {self._where()} failed: {reason}", reason) from exc
                 retry_after = _retry_after(exc.response.headers)
             except json.JSONDecodeError as exc:  # the body claims JSON but is not
-                raise LLMError(
-                    f"LLM request to {self._where()} got a malformed body (invalid JSON: {exc.msg})"
-                ) from exc
+                reason = f"malformed body: invalid JSON ({exc.msg})"
             else:
-                text, finish = self._answer_text(resp)
-                return text, finish, attempt
+                if isinstance(resp, str):  # openai returns the raw text for non-JSON bodies
+                    reason = f"malformed body: not JSON: {_one_line(resp, 80)!r}"
+                else:
+                    text, finish = self._answer_text(resp)
+                    return text, finish, attempt
             if attempt > ep.max_retries:
                 raise LLMError(
-                    f"LLM request to {self._where()} failed after {attempt} attempt(s): {reason}"
+                    f"LLM request to {self._where()} failed after {attempt} attempt(s): {reason}", reason
                 )
             self.retries += 1
             delay = min(ep.backoff_s * 2 ** (attempt - 1), ep.max_backoff_s)
@@ -287,20 +312,18 @@ class ChatClient:
             self._sleep(delay)
 
     def _answer_text(self, resp: Any) -> tuple[str, str | None]:
-        """Extract choices[0].message.content, or raise LLMError naming what was missing."""
-        if isinstance(resp, str):  # openai returns the raw text for non-JSON bodies
-            raise LLMError(
-                f"LLM request to {self._where()} got a malformed body (not JSON): "
-                f"{_one_line(resp, 80)!r}"
-            )
+        """Extract choices[0].message.content, or raise LLMError naming what was missing (a
+        well-formed JSON answer without text is not retried: asking again gets the same)."""
         choices = getattr(resp, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise LLMError(f"LLM request to {self._where()} got a malformed body (no choices).")
+            raise LLMError(f"LLM request to {self._where()} got a malformed body (no choices).",
+                           "malformed body (no choices)")
         message = getattr(choices[0], "message", None)
         content = getattr(message, "content", None)
         if not isinstance(content, str):
             raise LLMError(
-                f"LLM request to {self._where()} got no text content in choices[0].message."
+                f"LLM request to {self._where()} got no text content in choices[0].message.",
+                "no text content in the answer",
             )
         finish = getattr(choices[0], "finish_reason", None)
         return content, finish if isinstance(finish, str) else None

@@ -7,7 +7,9 @@ Two implementations with one method, ``reference(task_prompt, success, failures)
   :func:`algorithms.credit_reference.offline_contrast_reference`.
 
 Both return ``None`` when no reference can be had (request failed, answer unparseable, no
-contrast found) and count it; the trainer then uses w = 1 for that group (plain GRPO+KL).
+contrast found) and count it, by kind and by cause (``failure_causes``, shown by
+``failure_summary()`` in the run's summary); the trainer then uses w = 1 for that group (plain
+GRPO+KL).
 """
 
 from __future__ import annotations
@@ -26,9 +28,27 @@ from algorithms.credit_reference import (
     parse_credit_reference,
 )
 
-from .client import ChatClient, LLMError
+from .client import ChatClient, LLMError, short_reason
 
-__all__ = ["LLMSummarizer", "OfflineSummarizer", "Summarizer"]
+__all__ = ["MAX_FAILURE_CAUSES", "LLMSummarizer", "OfflineSummarizer", "Summarizer"]
+
+MAX_FAILURE_CAUSES = 16
+"""Distinct causes a summarizer keeps in ``failure_causes``; later new ones count as ``"<kind>: other"``."""
+
+
+def _cause_key(causes: Counter[str], kind: str, reason: str) -> str:
+    """The ``failure_causes`` key of one fallback: ``"<kind>: <short reason>"`` (see
+    :func:`~adapters.llm.client.short_reason`), or ``"<kind>: other"`` once the Counter is full."""
+    key = f"{kind}: {short_reason(reason)}"
+    return key if key in causes or len(causes) < MAX_FAILURE_CAUSES else f"{kind}: other"
+
+
+def fallback_summary(failures: int, causes: Counter[str]) -> str:
+    """One line for the run's summary, e.g. ``"2 fell back to w = 1 (llm: HTTP 500: ... ×2)"``."""
+    if not failures:
+        return "0 fell back to w = 1"
+    shown = ", ".join(f"{cause} ×{n}" for cause, n in causes.most_common())
+    return f"{failures} fell back to w = 1 ({shown})"
 
 
 class Summarizer(Protocol):
@@ -50,7 +70,8 @@ class LLMSummarizer:
     Sends :func:`credit_reference_request`, parses with :func:`parse_credit_reference`
     (step labels checked against the step counts). On :class:`LLMError` or
     :class:`CreditReferenceError` it returns None, increments ``failures`` and records the
-    reason in ``failure_reasons`` ("llm" / "parse") and ``last_error``. An unparseable answer is
+    reason in ``failure_reasons`` ("llm" / "parse"), ``failure_causes`` (kind and short cause,
+    e.g. ``"llm: timed out after 60 s"``) and ``last_error``. An unparseable answer is
     evicted from the client's cache so a later call asks again.
 
     Counters: ``calls`` (reference requests), ``failures``, ``cache_hits`` (answers served from
@@ -72,6 +93,7 @@ class LLMSummarizer:
         self.name = f"llm:{client.endpoint.model}"
         self.calls = self.failures = self.cache_hits = 0
         self.failure_reasons: Counter[str] = Counter()
+        self.failure_causes: Counter[str] = Counter()
         self.last_error: str | None = None
 
     def reference(
@@ -87,7 +109,7 @@ class LLMSummarizer:
         try:
             answer = self.client.request(messages)
         except LLMError as exc:
-            return self._fail("llm", str(exc))
+            return self._fail("llm", exc.reason, str(exc))
         self.cache_hits += int(answer.cached)
         try:
             return parse_credit_reference(
@@ -96,12 +118,17 @@ class LLMSummarizer:
             )
         except CreditReferenceError as exc:
             self.client.evict(answer.key)
-            return self._fail("parse", str(exc))
+            return self._fail("parse", str(exc), str(exc))
 
-    def _fail(self, kind: str, reason: str) -> None:
+    def failure_summary(self) -> str:
+        """The fallbacks so far and their causes, as one line for the run's summary."""
+        return fallback_summary(self.failures, self.failure_causes)
+
+    def _fail(self, kind: str, reason: str, message: str) -> None:
         self.failures += 1
         self.failure_reasons[kind] += 1
-        self.last_error = f"{kind}: {reason}"
+        self.failure_causes[_cause_key(self.failure_causes, kind, reason)] += 1
+        self.last_error = f"{kind}: {message}"
         return None
 
 
@@ -126,6 +153,7 @@ class OfflineSummarizer:
         self.name = OFFLINE_SOURCE
         self.calls = self.failures = self.cache_hits = 0
         self.failure_reasons: Counter[str] = Counter()
+        self.failure_causes: Counter[str] = Counter()
         self.last_error: str | None = None
 
     def reference(
@@ -142,5 +170,10 @@ class OfflineSummarizer:
         except CreditReferenceError as exc:
             self.failures += 1
             self.failure_reasons["no_contrast"] += 1
+            self.failure_causes[_cause_key(self.failure_causes, "no_contrast", str(exc))] += 1
             self.last_error = str(exc)
             return None
+
+    def failure_summary(self) -> str:
+        """The fallbacks so far and their causes, as one line for the run's summary."""
+        return fallback_summary(self.failures, self.failure_causes)

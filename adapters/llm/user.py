@@ -10,23 +10,33 @@ the episode. The system prompt is our own wording built from the task's
 Roles are flipped for the simulator: the agent's messages are sent as ``user`` and the
 simulated customer's earlier messages as ``assistant``. Tool results and tool-call markup are
 never shown to the simulated customer.
+
+Failures are defined, counted and never crash a run: an agent turn with no text for the
+customer gets :data:`NO_TEXT_REPLY` (counted in ``stats.empty_agent_turns``, no request made);
+a request that still fails after the client's retries raises :class:`LLMError`, which the env
+(``LLMUser.error_types``) turns into the episode end ``user_error`` (counted in
+``stats.failures`` by reason).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from .client import ChatClient, LLMError
+from .client import ChatClient, LLMError, short_reason
 
 __all__ = [
     "END_MARKERS",
+    "NO_TEXT_REPLY",
     "OUT_OF_SCOPE",
     "STOP",
     "TRANSFER",
     "LLMUser",
+    "UserStats",
     "scenario_fields",
     "simulator_messages",
     "user_system_prompt",
@@ -46,6 +56,41 @@ TRANSFER_TOOL = "transfer_to_human_agents"
 #: What the customer is shown when the agent calls :data:`TRANSFER_TOOL` (the call itself is not).
 TRANSFER_NOTE = "[The agent has transferred you to a human agent.]"
 _TOOL_BLOCK = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
+_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+#: A bare JSON call with more brackets than this is not decoded (bounds the json module's recursion).
+_MAX_BARE_CALL_BRACKETS = 64
+
+NO_TEXT_REPLY = "Sorry, I did not get any message from you. Could you please continue?"
+"""The customer's fixed reply to an agent turn with no text for the customer (empty,
+whitespace only, only ``<think>``, only tool-call markup); no model request is made."""
+
+
+@dataclass
+class UserStats:
+    """What the LLM user had to paper over, for the run's summary (one object may be shared by
+    the users of many episodes).
+
+    ``empty_agent_turns``: agent turns answered with :data:`NO_TEXT_REPLY`; ``failures``:
+    requests that failed after the client's retries (each ended its episode as
+    ``user_error``), by short reason in ``failure_reasons``; ``last_error``: the last failure's
+    full message.
+    """
+
+    empty_agent_turns: int = 0
+    failures: int = 0
+    failure_reasons: Counter[str] = field(default_factory=Counter)
+    last_error: str | None = None
+
+    def summary(self) -> str:
+        """One line, e.g. ``"2 empty agent turns nudged, 1 failure (HTTP 500: ... ×1)"``."""
+        reasons = ", ".join(f"{r} ×{n}" for r, n in self.failure_reasons.most_common())
+        return (f"{_count(self.empty_agent_turns, 'empty agent turn')} nudged, {_count(self.failures, 'failure')}"
+                + (f" ({reasons})" if reasons else ""))
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 failure"``, ``"2 failures"``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -132,19 +177,26 @@ def _agent_visible_text(message: Mapping[str, Any]) -> str:
     content = message.get("content") or ""
     if not isinstance(content, str):
         content = " ".join(p.get("text", "") for p in content if isinstance(p, Mapping))
-    content = _TOOL_BLOCK.sub("", content).strip()
-    if content.startswith("{"):
-        try:
-            obj = json.loads(content)
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and "name" in obj and "arguments" in obj:  # bare JSON call
-            content = ""
+    content = _TOOL_BLOCK.sub("", _THINK_BLOCK.sub("", content)).strip()
+    if _is_bare_call(content):
+        content = ""
     names = [(c.get("function") or c).get("name") for c in message.get("tool_calls") or []
              if isinstance(c, Mapping)]
     if TRANSFER_TOOL in names:
         content = f"{content}\n\n{TRANSFER_NOTE}".strip()
     return content
+
+
+def _is_bare_call(text: str) -> bool:
+    """Whether ``text`` is one bare JSON tool call (decoded only when few brackets make it
+    safe: the json module recurses once per nesting level)."""
+    if not text.startswith("{") or text.count("{") + text.count("[") > _MAX_BARE_CALL_BRACKETS:
+        return False
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and "name" in obj and "arguments" in obj
 
 
 def simulator_messages(
@@ -185,54 +237,79 @@ def simulator_messages(
 class LLMUser:
     """User simulator backed by an OpenAI-compatible chat model (``UserSimulator`` protocol).
 
-    ``name`` (``"llm:<model>"``) labels results, as the env's protocol asks.
+    ``name`` (``"llm:<model>"``) labels results, as the env's protocol asks; ``error_types``
+    tells the env which exceptions mean "the simulator failed" (it then ends the episode as
+    ``user_error`` instead of raising).
 
     Args:
         client: the chat client (its endpoint's temperature applies; a cache makes replays
-            of identical conversations free and deterministic).
+            of identical conversations free and deterministic; its retry settings apply to
+            every request).
         greeting: the agent's opening line shown to the simulator before its first message.
         send_seed: send the episode seed with each request (servers that support ``seed``
             then sample reproducibly; it is also part of the cache key).
+        stats: counters to add to (share one between the users of a run); default a fresh one.
     """
 
+    error_types: ClassVar[tuple[type[BaseException], ...]] = (LLMError,)
+
     def __init__(
-        self, client: ChatClient, *, greeting: str = DEFAULT_GREETING, send_seed: bool = True
+        self, client: ChatClient, *, greeting: str = DEFAULT_GREETING, send_seed: bool = True,
+        stats: UserStats | None = None,
     ) -> None:
         self.client = client
         self.greeting = greeting
         self.send_seed = send_seed
+        self.stats = stats if stats is not None else UserStats()
         self.name = f"llm:{client.endpoint.model}"
         self._system: str | None = None
         self._seed: int | None = None
 
     def reset(self, task: Any, seed: int | None = None) -> str:
-        """Start an episode for ``task``; returns the customer's first message."""
+        """Start an episode for ``task``; returns the customer's first message.
+
+        Raises:
+            LLMError: the request failed after the client's retries, or the answer was empty
+                (counted in ``stats``).
+        """
         self._system = user_system_prompt(task)
         self._seed = seed
-        return self._ask([])
+        return self._ask(simulator_messages(self._system, [], greeting=self.greeting))
 
     def respond(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The customer's reply to the conversation so far (env's view, roles unflipped).
 
+        An agent turn with nothing for the customer to read (empty, whitespace, ``<think>`` or
+        tool-call markup only) gets :data:`NO_TEXT_REPLY` without a request (counted in
+        ``stats.empty_agent_turns``).
+
         Raises:
             RuntimeError: ``reset`` was not called.
-            ValueError: the conversation does not end with something the agent said.
-            LLMError: the request failed or the answer was empty.
+            ValueError: the conversation does not end with an agent (``assistant``) message.
+            LLMError: the request failed after the client's retries, or the answer was empty
+                (counted in ``stats``).
         """
         if self._system is None:
             raise RuntimeError("LLMUser.respond() called before reset(task, seed).")
-        return self._ask(messages)
-
-    def _ask(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        assert self._system is not None
+        if not messages or messages[-1].get("role") != "assistant":
+            raise ValueError("LLMUser.respond(): the conversation must end with an agent message.")
         view = simulator_messages(self._system, messages, greeting=self.greeting)
-        if view[-1]["role"] != "user":
-            raise ValueError(
-                "LLMUser.respond(): the conversation must end with an agent message that has "
-                "text for the customer (tool calls and tool results are not shown)."
-            )
+        if view[-1]["role"] != "user":  # nothing the agent said since the customer's last message
+            self.stats.empty_agent_turns += 1
+            return NO_TEXT_REPLY
+        return self._ask(view)
+
+    def _ask(self, view: list[dict[str, str]]) -> str:
+        """The simulator model's next customer message for ``view``; failures counted."""
         seed = self._seed if self.send_seed else None
-        text = self.client.complete(view, seed=seed).strip()
-        if not text:
-            raise LLMError(f"LLM user ({self.client.endpoint.model}) returned an empty message.")
+        try:
+            text = self.client.complete(view, seed=seed).strip()
+            if not text:
+                raise LLMError(f"LLM user ({self.client.endpoint.model}) returned an empty message.",
+                               "empty answer")
+        except LLMError as err:
+            self.stats.failures += 1
+            self.stats.failure_reasons[short_reason(err.reason)] += 1
+            self.stats.last_error = str(err)
+            raise
         return text

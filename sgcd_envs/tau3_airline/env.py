@@ -62,7 +62,9 @@ class Tau3AirlineEnv(ToolUseEnv):
     ``Environment.get_response`` hands them to the tool unchecked, so a mistyped argument such as
     ``"2"`` for an integer fails somewhere inside the tool, or not at all; here it is always an
     error observation and never touches state); ``calculate`` rejects non-literal or >100
-    exponents; unknown errors inside tools propagate instead of becoming messages.
+    exponents, expressions over 1,000 characters or 64 operators and any intermediate integer
+    over 4,096 bits (upstream's ``eval`` recursed or hung on them); unknown errors inside tools
+    propagate instead of becoming messages.
 
     ## Version History
     * v0: initial version (upstream data and tools at a2c0247).

@@ -8,7 +8,10 @@ import gymnasium as gym
 import pytest
 
 import sgcd_envs
-from sgcd_envs.core import ToolCall, function_schema, parse_tool_calls, validate_arguments
+from sgcd_envs import core
+from sgcd_envs.core import (
+    MAX_JSON_DEPTH, ToolCall, function_schema, parse_tool_calls, replace_lone_surrogates, validate_arguments,
+)
 
 
 def test_hermes_qwen_blocks_with_text_and_think():
@@ -120,3 +123,78 @@ def test_sgcd_envs_imports_no_ml_or_llm_packages():
             "bad = [m for m in ('torch', 'transformers', 'openai', 'numpy.distutils') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+# ---------------------------------------------------------------- hostile text (issue 18, item 3)
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 1000,
+    "{" * 1000,
+    '```json\n' + "[" * 1000 + '\n```',
+    '<tool_call>{"name": "f", "arguments": ' + "[" * 1000 + "</tool_call>",
+    '{"name": "f", "arguments": "' + "[" * 1000 + '"}',  # arguments as a JSON string
+    'Let me see {"a": ' + "[" * 1000,
+], ids=["brackets", "braces", "fenced", "hermes", "arguments-string", "in-prose"])
+def test_deep_nesting_is_a_parse_error_not_a_recursion_error(text):
+    p = parse_tool_calls(text)
+    assert p.calls == [] and len(p.errors) == 1 and f"nested deeper than {MAX_JSON_DEPTH} levels" in p.errors[0]
+    assert len(p.invalid) == 1 and len(p.invalid[0][1]) <= 2000  # the raw text is kept cut, not whole
+    assert "[" * 100 not in p.content
+
+
+def test_nesting_up_to_the_limit_still_parses():
+    deep = "[" * (MAX_JSON_DEPTH - 2) + "]" * (MAX_JSON_DEPTH - 2)
+    p = parse_tool_calls('{"name": "f", "arguments": {"x": %s}}' % deep)
+    assert p.errors == [] and p.calls[0].arguments["x"] == json.loads(deep)
+
+
+def _limit_calls(monkeypatch, owner, name: str, limit: int) -> list[int]:
+    """Wrap ``owner.name`` to record each call and fail the test on call ``limit + 1`` (so an
+    unbounded parser fails at once instead of running for minutes)."""
+    seen: list[int] = []
+    real = getattr(owner, name)
+
+    def limited(*args, **kwargs):
+        seen.append(1)
+        assert len(seen) <= limit, f"{name} called more than {limit} times"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, limited)
+    return seen
+
+
+@pytest.mark.parametrize("text, max_scans, max_decodes", [
+    ("{" * 1_000_000, 1, 0),  # used to take minutes: one failed raw_decode per '{', each O(position)
+    ('{"' * 500_000, 1, 0),
+    ("x" + '{"a"}' * 200_000, core.MAX_FAILED_CANDIDATES, core.MAX_FAILED_CANDIDATES),
+    ("x" + "{" * 1_000_000, 0, 0),
+], ids=["braces", "open-keys", "failed-candidates", "prose-braces"])
+def test_parsing_a_megabyte_does_bounded_work(monkeypatch, text, max_scans, max_decodes):
+    _limit_calls(monkeypatch, core, "json_extent", max_scans)  # one O(span) scan per candidate
+    _limit_calls(monkeypatch, json.JSONDecoder, "raw_decode", max_decodes)  # json.loads included
+    assert parse_tool_calls(text).calls == []
+
+
+F_AND_G = [("f", {}, "t_0"), ("g", {"x": 2}, "t_1")]
+
+
+@pytest.mark.parametrize("text, calls, content", [
+    ('{"name": "f", "arguments": {}}\nLet me check that for you.', F_AND_G[:1], "Let me check that for you."),
+    ('{"name": "f", "arguments": {}}\n{"name": "g", "arguments": {"x": 2}}', F_AND_G, ""),
+    ('{"name": "f", "arguments": {}}\n\n{"name": "g", "arguments": {"x": 2}}\nDone.', F_AND_G, "Done."),
+    ('[{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"x": 2}}] and that is all', F_AND_G,
+     "and that is all"),
+    ('I will call two tools.\n{"name": "f", "arguments": {}} then {"name": "g", "arguments": {"x": 2}}', F_AND_G,
+     "I will call two tools.\n then"),
+], ids=["call-then-text", "two-lines", "two-then-text", "list-then-text", "text-between"])
+def test_bare_calls_with_text_or_on_separate_lines_parse_like_hermes(text, calls, content):
+    p = parse_tool_calls(text, id_prefix="t")
+    assert [(c.name, c.arguments, c.id) for c in p.calls] == calls
+    assert p.errors == [] and p.content == content
+
+
+def test_replace_lone_surrogates():
+    assert replace_lone_surrogates("ok \ud800 \udfff é 中 😀") == "ok \ufffd \ufffd é 中 😀"
+    assert replace_lone_surrogates("plain") == "plain"
+    replace_lone_surrogates(json.loads('"\\ud83d x \\ude00"')).encode("utf-8")  # unpaired halves

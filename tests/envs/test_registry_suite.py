@@ -1,5 +1,8 @@
 """The shared suite, parametrized over every registered sgcd env: Gymnasium's check_env,
-same-seed determinism and a malformed-action fuzz that never raises and never changes state.
+same-seed determinism, a malformed-action fuzz that never raises and never changes state, and
+the hostile model output that once crashed or hung an env (issue 18): deep nesting, a megabyte
+of braces, huge calculator expressions as any string argument, lone surrogates, several bare
+calls with text.
 
 A new env gets these tests by registering; an env may expose ``state_fingerprint()`` for the
 fuzz's no-state-change check (otherwise only the no-raise part applies).
@@ -52,10 +55,36 @@ def test_same_seed_same_rollout(env_id):
     assert json.dumps(a, default=str, sort_keys=True) == json.dumps(b, default=str, sort_keys=True)
 
 
+HOSTILE_STRINGS = (
+    "(((10**100)**100)**100)**100",  # nested powers: once never returned
+    "+".join(["1"] * 5000),  # once RecursionError
+    "[" * 1000,
+    "\ud800",  # a lone surrogate: json.dumps writes the escape "\ud800"
+    "(-8)**0.5",  # a complex result: once TypeError
+)
+"""String arguments that once hung or crashed a tool (τ³'s calculate)."""
+
+
+def _hostile(rng: random.Random, name: str) -> str:
+    """One cheap hostile action for the fuzz (the megabyte cases are in test_hostile_actions)."""
+    kind = rng.randrange(5)
+    if kind == 0:
+        return rng.choice("[{") * rng.randrange(65, 3000)
+    if kind == 1:
+        return json.dumps({"name": name, "arguments": {"expression": rng.choice(HOSTILE_STRINGS)}})
+    if kind == 2:
+        return '{"name": "%s", "arguments": {"user_id": "\\ud800"}}\nDone.' % name
+    if kind == 3:
+        return "<tool_call>" + '{"name": "%s", "arguments": ' % name + "[" * rng.randrange(65, 3000)
+    return "\n".join(json.dumps({"name": name, "arguments": {"reservation_id": "\udfff"}}) for _ in range(3))
+
+
 def _malformed(rng: random.Random, tools: list[str]) -> str | dict:
     name = rng.choice(tools + ["no_such_tool", "", "get_user_detail"])
     junk = rng.choice([1, -1.5, None, True, "x", [], {}, {"a": 1}, "9" * 50, "\u00e9\u4e2d"])
-    kind = rng.randrange(9)
+    kind = rng.randrange(10)
+    if kind == 9:
+        return _hostile(rng, name)
     if kind == 0:
         return "<tool_call>" + rng.choice(['{"name": ', '{bad', "[1,2]", '{"name": 3}', ""]) + rng.choice(["</tool_call>", ""])
     if kind == 1:
@@ -88,6 +117,7 @@ def test_malformed_action_fuzz(env_id):
     for i in range(n):
         obs, reward, terminated, truncated, info = env.step(_malformed(rng, tools))
         assert obs in env.observation_space
+        _utf8(obs)
         assert obs[-1]["role"] in ("tool", "user")
         errors += obs[-1]["role"] == "tool" and obs[-1]["content"].startswith("Error:")
         if fingerprint:
@@ -98,3 +128,39 @@ def test_malformed_action_fuzz(env_id):
             start = fingerprint() if fingerprint else None
             episodes += 1
     assert episodes >= 1 and errors > 0.8 * n
+
+
+def _utf8(obs: list[dict]) -> None:
+    """Fails on a lone surrogate anywhere in the observation (tokenizers raise TypeError on them)."""
+    json.dumps(obs, ensure_ascii=False).encode("utf-8")
+
+
+def _hostile_actions(env) -> list[str]:
+    """The issue-18 actions for ``env``: env-independent text, plus every tool called with each
+    of :data:`HOSTILE_STRINGS` in all of its string parameters."""
+    actions = ["[" * 1000, "{" * 1_000_000, '{"' * 500_000, "x " + '{"a"}' * 200_000, "\ud800",
+               '<tool_call>{"name": "x", "arguments": ' + "[" * 1000 + "</tool_call>",
+               '{"name": "x", "arguments": {}}\nand some text', '{"name": "x", "arguments": {}}\n' * 3]
+    for name, spec in env.tools.items():
+        props = spec.parameters.get("properties", {})
+        strings = [k for k, v in props.items() if v.get("type") == "string"]
+        actions += [json.dumps({"name": name, "arguments": {k: text for k in strings}}) for text in HOSTILE_STRINGS]
+    return actions
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_hostile_actions_never_raise_hang_or_change_state(env_id):
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    fingerprint = getattr(env, "state_fingerprint", None)
+    start = fingerprint() if fingerprint else None
+    for i, action in enumerate(_hostile_actions(env)):
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert obs in env.observation_space
+        _utf8(obs)
+        if fingerprint:
+            assert fingerprint() == start, f"state changed by hostile action #{i}"
+        if terminated or truncated:
+            assert reward == 0.0
+            env.reset(seed=i)
+            start = fingerprint() if fingerprint else None

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.llm import ChatClient, LLMEndpoint, LLMError
+from adapters.llm.client import short_reason
 from tests.llm.openai_stub import Reply
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]
@@ -198,3 +199,23 @@ def test_package_does_not_import_torch():
     code = ("import sys, adapters.llm; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("garbage", [Reply(body=b"{not json at all"),
+                                     Reply(body=b"<html>502 Bad Gateway</html>", content_type="text/html")],
+                         ids=["broken-json", "html"])
+def test_a_body_that_is_not_json_is_retried(stub_server, make_client, garbage):
+    stub_server.push(garbage, "recovered")
+    client = make_client(max_retries=1)
+    assert client.complete(MSGS) == "recovered"
+    assert (client.attempts, client.retries, client.errors) == (2, 1, 0)
+
+
+def test_llm_error_reason_is_short_and_names_the_cause(stub_server, make_client):
+    stub_server.push(Reply(body=b"<html>502 Bad Gateway</html>", content_type="text/html"))
+    with pytest.raises(LLMError) as info:
+        make_client(max_retries=0).complete(MSGS)
+    assert info.value.reason.startswith("malformed body: not JSON") and stub_server.base_url not in info.value.reason
+    assert short_reason(info.value.reason) == "malformed body: not JSON"
+    assert short_reason("no numbered lines in the answer (expected '1. ...'); got: 'x'") == (
+        "no numbered lines in the answer")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from algorithms.credit_reference import OFFLINE_SOURCE, Step, StepRef
 from adapters.llm import LLMSummarizer, OfflineSummarizer
+from adapters.llm.summarizer import MAX_FAILURE_CAUSES, _cause_key
 from tests.llm.openai_stub import Reply
 
 SUCCESS = [
@@ -114,3 +117,27 @@ def test_pipeline_on_real_tau3_episodes():
     assert errors[0].step == StepRef(1, 2) and errors[0].text.startswith("wrong write: cancel_reservation")
     prompt = [{"role": "system", "content": env.policy}, obs[0]]
     assert "wrong write" in teacher_messages(prompt, ref)[0]["content"]
+
+
+def test_fallback_causes_are_kept_for_the_run_summary(stub_server, make_client):
+    """Each fallback's cause is counted by kind and short reason; failure_summary() shows them."""
+    stub_server.push(Reply(status=500), "As an AI language model I cannot help.", "Sorry, no.", ANSWER)
+    summ = LLMSummarizer(make_client(max_retries=0))
+    assert summ.failure_summary() == "0 fell back to w = 1"
+    for _ in range(4):
+        summ.reference("Cancel EHGLP3.", SUCCESS, [FAILED])
+    assert summ.failure_causes == Counter({"parse: no numbered lines in the answer": 2,
+                                           "llm: HTTP 500: stub error 500": 1})
+    assert summ.failure_summary() == ("3 fell back to w = 1 (parse: no numbered lines in the answer ×2, "
+                                      "llm: HTTP 500: stub error 500 ×1)")
+    offline = OfflineSummarizer(write_tools={"cancel_reservation"})
+    offline.reference("t", SUCCESS, [list(SUCCESS)])
+    assert offline.failure_summary() == (
+        "1 fell back to w = 1 (no_contrast: offline_contrast_reference: no contrast found ×1)")
+
+
+def test_fallback_causes_stay_a_small_counter():
+    summ = OfflineSummarizer()
+    for i in range(MAX_FAILURE_CAUSES + 5):
+        summ.failure_causes[_cause_key(summ.failure_causes, "parse", f"cause number {i}")] += 1
+    assert len(summ.failure_causes) == MAX_FAILURE_CAUSES + 1 and summ.failure_causes["parse: other"] == 5

@@ -10,6 +10,7 @@ import pytest
 from adapters.llm import STOP, LLMError, LLMUser
 from adapters.llm.user import (
     DEFAULT_GREETING,
+    NO_TEXT_REPLY,
     TRANSFER_NOTE,
     scenario_fields,
     simulator_messages,
@@ -155,3 +156,94 @@ def test_llm_user_drives_the_real_tau3_env(stub_server, make_client):
     assert terminated and info["termination"] == "user_stop" and obs[-1]["content"] == STOP
     assert "emma_kim_9957" not in json.dumps(stub_server.requests[-1]["messages"][-1])  # no tool output
     assert reward == info["reward"]
+
+
+# ---------------------------------------------------------------- failures (issue 18, item 4)
+
+
+def tau3_env_with_llm_user(client, stats=None):
+    """The real τ³ env (task 0) with an LLM user over the loopback stub."""
+    from sgcd_envs.tau3_airline import Tau3AirlineEnv
+
+    user = LLMUser(client, stats=stats)
+    return Tau3AirlineEnv(split="train", user=user), user
+
+
+@pytest.mark.parametrize("agent_text", ["", "   \n ", "<think>I should look up the reservation.</think>",
+                                        "<think>unterminated thinking"],
+                         ids=["empty", "whitespace", "think-only", "unterminated-think"])
+def test_agent_turn_without_text_gets_the_nudge_and_is_counted(stub_server, make_client, agent_text):
+    stub_server.responder = scripted_customer
+    env, user = tau3_env_with_llm_user(make_client())
+    env.reset(seed=0, options={"task_id": "0"})
+    obs, reward, terminated, truncated, info = env.step(agent_text)  # was ValueError out of respond()
+    assert obs[-1] == {"role": "user", "content": NO_TEXT_REPLY} and not (terminated or truncated)
+    assert user.stats.empty_agent_turns == 1 and len(stub_server.requests) == 1  # only reset asked the model
+    obs, *_ = env.step("May I have your user id?")  # the conversation goes on normally
+    assert obs[-1]["content"] == "Sure, it is emma_kim_9957." and user.stats.failures == 0
+
+
+def test_nudge_after_tool_calls_only_and_respond_still_checks_its_input(stub_server, make_client):
+    stub_server.push("Hello.")
+    user = LLMUser(make_client())
+    user.reset(raw_task("1"), seed=0)
+    convo = [{"role": "user", "content": "Hello."},
+             {"role": "assistant", "content": '<tool_call>{"name": "x", "arguments": {}}</tool_call>'}]
+    assert user.respond(convo) == NO_TEXT_REPLY and user.stats.empty_agent_turns == 1
+    with pytest.raises(ValueError, match="must end with an agent message"):
+        user.respond(convo[:1])
+
+
+FAILING_REPLIES = {
+    "http-500": (lambda: Reply(status=500), {}, "HTTP 500"),
+    "timeout": (lambda: Reply(content="too late", delay_s=1.0), {"timeout_s": 0.2}, "timed out after 0.2 s"),
+    "garbage": (lambda: Reply(body=b"{not json at all"), {}, "invalid JSON"),
+    "html": (lambda: Reply(body=b"<html>502 Bad Gateway</html>", content_type="text/html"), {}, "not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILING_REPLIES))
+def test_user_server_failure_retries_then_ends_the_episode_as_user_error(stub_server, make_client, case):
+    """500 / timeout / garbage from the user server: the client's retries, then the episode ends
+    as ``user_error`` through ``env.step`` (reward 0, reason kept, counted), never an exception."""
+    reply, settings, needle = FAILING_REPLIES[case]
+    stub_server.push("Hi, I'd like to cancel my reservation EHGLP3.", *[reply() for _ in range(3)])
+    env, user = tau3_env_with_llm_user(make_client(max_retries=2, **settings))
+    env.reset(seed=0, options={"task_id": "0"})
+    obs, reward, terminated, truncated, info = env.step("May I have your user id?")
+    assert terminated and not truncated and reward == 0.0
+    assert info["termination"] == "user_error" and needle in info["user_error"], info
+    assert len(stub_server.requests) == 1 + 3  # reset, then the first attempt and 2 retries
+    assert user.stats.failures == 1 and sum(user.stats.failure_reasons.values()) == 1
+    assert needle in user.stats.last_error and env.state_fingerprint() == frozenset()
+    assert obs[-1]["role"] == "assistant"  # no invented customer message
+
+
+def test_user_server_recovering_within_the_retries_is_no_failure(stub_server, make_client):
+    stub_server.push("Hi, I'd like to cancel my reservation EHGLP3.", Reply(status=500),
+                     Reply(body=b"{not json"), "Sure, it is emma_kim_9957.")
+    env, user = tau3_env_with_llm_user(make_client(max_retries=2))
+    env.reset(seed=0, options={"task_id": "0"})
+    obs, reward, terminated, truncated, info = env.step("May I have your user id?")
+    assert obs[-1]["content"] == "Sure, it is emma_kim_9957." and not terminated and user.stats.failures == 0
+
+
+def test_user_failure_at_reset_ends_the_first_step(stub_server, make_client):
+    from adapters.llm.user import UserStats
+
+    stats = UserStats()
+    stub_server.push(Reply(status=503), Reply(status=503))
+    env, user = tau3_env_with_llm_user(make_client(max_retries=1), stats=stats)
+    obs, info = env.reset(seed=0, options={"task_id": "0"})  # was LLMError out of reset()
+    assert "HTTP 503" in info["user_error"] and obs == [{"role": "user", "content": ""}]
+    obs, reward, terminated, truncated, info = env.step(
+        '<tool_call>{"name": "cancel_reservation", "arguments": {"reservation_id": "EHGLP3"}}</tool_call>')
+    assert terminated and info["termination"] == "user_error" and reward == 0.0 and "HTTP 503" in info["user_error"]
+    assert env.state_fingerprint() == frozenset() and env.tool_calls == []  # nothing was run
+    # the shared stats count across episodes (one object for the users of a run)
+    stub_server.push("Hi again.")
+    env2, _ = tau3_env_with_llm_user(make_client(max_retries=0), stats=stats)
+    env2.reset(seed=0, options={"task_id": "0"})
+    env2.step("")
+    assert (stats.failures, stats.empty_agent_turns) == (1, 1)
+    assert stats.summary() == "1 empty agent turn nudged, 1 failure (HTTP 503: stub error 503 ×1)"
