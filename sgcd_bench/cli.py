@@ -235,6 +235,8 @@ def compare(
                       f" (no contrast or failed), {s.cache_hits} cache hits", highlight=False)
         if s.failures:
             console.print(f"summarizer fallbacks: {s.failure_summary()}", highlight=False)
+    if pieces.user_stats is not None:
+        console.print(f"user simulator {pieces.user_label}: {pieces.user_stats.summary()}", highlight=False)
     print_leaderboard(store, env_id, console=console)
     console.print(f"results: {out / 'results.sqlite'}")
     if failed:

@@ -47,19 +47,23 @@ class Pieces:
     user_label: str
     summarizer: Any
     summarizer_label: str
+    user_stats: Any | None = None
+    """The LLM user's counters shared by all episodes (``adapters.llm.UserStats``); None otherwise."""
 
 
-def user_factory(preset: Preset, llm_user_endpoint: Any | None) -> tuple[Callable[[], Any], str]:
-    """A fresh user simulator per episode: the scripted stand-in, or an LLM user."""
+def user_factory(preset: Preset, llm_user_endpoint: Any | None) -> tuple[Callable[[], Any], str, Any | None]:
+    """A fresh user simulator per episode (the scripted stand-in, or an LLM user), its label,
+    and the LLM users' shared counters (empty turns nudged, failures by reason; None if scripted)."""
     if llm_user_endpoint is not None:
         from adapters.llm import ChatClient, LLMUser
+        from adapters.llm.user import UserStats
 
-        client = ChatClient(llm_user_endpoint, cache_dir=None)
-        return (lambda: LLMUser(client)), f"llm:{llm_user_endpoint.model}"
+        client, stats = ChatClient(llm_user_endpoint, cache_dir=None), UserStats()
+        return (lambda: LLMUser(client, stats=stats)), f"llm:{llm_user_endpoint.model}", stats
     from sgcd_envs.tau3_airline import ScriptedUser
 
     turns = preset.scripted_user_turns
-    return (lambda: ScriptedUser(max_user_turns=turns)), "scripted-stand-in"
+    return (lambda: ScriptedUser(max_user_turns=turns)), "scripted-stand-in", None
 
 
 def make_pieces(preset: Preset, env_id: str, *, llm_user: Any | None, llm_summarizer: Any | None,
@@ -67,7 +71,7 @@ def make_pieces(preset: Preset, env_id: str, *, llm_user: Any | None, llm_summar
     """Resolve the env id, the user simulator and the summarizer; fail early on bad input."""
     if env_id not in sgcd_envs.env_ids():
         sgcd_envs.make(env_id)  # raises UnknownEnvError with "Did you mean"
-    new_user, user_label = user_factory(preset, llm_user)
+    new_user, user_label, user_stats = user_factory(preset, llm_user)
     accepted = env_parameters(env_id)
     if "user" not in accepted:
         user_label = "none (env has no user)"
@@ -92,7 +96,7 @@ def make_pieces(preset: Preset, env_id: str, *, llm_user: Any | None, llm_summar
 
         summarizer = OfflineSummarizer(write_tools=WRITE_TOOLS)
         label = "offline-contrast (stand-in)"
-    return Pieces(preset, env_id, make_env, user_label, summarizer, label)
+    return Pieces(preset, env_id, make_env, user_label, summarizer, label, user_stats)
 
 
 def env_parameters(env_id: str) -> set[str]:
