@@ -55,14 +55,6 @@ from verl.plugin.platform.platform_base import PlatformBase
 from verl.plugin.platform.platform_manager import PlatformRegistry
 
 PLATFORM = "cpu"
-PLATFORM_ENV = "VERL_PLATFORM"
-
-
-def enabled() -> bool:
-    """True when this process was asked to run verl on the CPU (``VERL_PLATFORM=cpu``)."""
-    return os.environ.get(PLATFORM_ENV, "").strip().lower() == PLATFORM
-
-
 class CPUDevice:
     """``get_torch_device()`` on the CPU platform: what ``torch.cpu`` has, plus stand-ins for the
     ``torch.cuda`` calls verl makes that ``torch.cpu`` lacks (memory reports are 0 and cache /

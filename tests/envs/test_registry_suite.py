@@ -115,19 +115,28 @@ def test_malformed_action_fuzz(env_id):
     episodes = errors = 0
     n = 1200
     for i in range(n):
-        obs, reward, terminated, truncated, info = env.step(_malformed(rng, tools))
-        assert obs in env.observation_space
-        _utf8(obs)
+        obs, ended, start = _step_changing_nothing(env, _malformed(rng, tools), f"malformed action #{i}", i,
+                                                   fingerprint, start)
         assert obs[-1]["role"] in ("tool", "user")
         errors += obs[-1]["role"] == "tool" and obs[-1]["content"].startswith("Error:")
-        if fingerprint:
-            assert fingerprint() == start, f"state changed by malformed action #{i}"
-        if terminated or truncated:
-            assert reward == 0.0
-            env.reset(seed=i)
-            start = fingerprint() if fingerprint else None
-            episodes += 1
+        episodes += ended
     assert episodes >= 1 and errors > 0.8 * n
+
+
+def _step_changing_nothing(env, action, label: str, seed: int, fingerprint, start):
+    """Step an action that must change nothing: the observation is in the space and UTF-8 clean,
+    the state fingerprint is unchanged, and an episode end scores 0 and is reset with ``seed``.
+    Returns ``(obs, ended, the fingerprint to compare with next)``."""
+    obs, reward, terminated, truncated, _ = env.step(action)
+    assert obs in env.observation_space
+    _utf8(obs)
+    if fingerprint:
+        assert fingerprint() == start, f"state changed by {label}"
+    if not (terminated or truncated):
+        return obs, False, start
+    assert reward == 0.0
+    env.reset(seed=seed)
+    return obs, True, fingerprint() if fingerprint else None
 
 
 def _utf8(obs: list[dict]) -> None:
@@ -155,12 +164,4 @@ def test_hostile_actions_never_raise_hang_or_change_state(env_id):
     fingerprint = getattr(env, "state_fingerprint", None)
     start = fingerprint() if fingerprint else None
     for i, action in enumerate(_hostile_actions(env)):
-        obs, reward, terminated, truncated, info = env.step(action)
-        assert obs in env.observation_space
-        _utf8(obs)
-        if fingerprint:
-            assert fingerprint() == start, f"state changed by hostile action #{i}"
-        if terminated or truncated:
-            assert reward == 0.0
-            env.reset(seed=i)
-            start = fingerprint() if fingerprint else None
+        _, _, start = _step_changing_nothing(env, action, f"hostile action #{i}", i, fingerprint, start)
