@@ -8,12 +8,13 @@ returns; see each docstring for the equation, shapes, what is detached and the s
 - :mod:`algorithms.divergence` — chunked reverse KL(student‖teacher) and entropy from hidden
   states and the LM head, with a backend hook for a fused GPU kernel.
 - :mod:`algorithms.sgcd` — credit scores → bounded detached weights → w·A.
-- :mod:`algorithms.credit_reference` — sibling rendering, credit-reference prompt/parse,
+- :mod:`algorithms.credit_reference` (a package) — sibling rendering, credit-reference prompt/parse,
   offline stand-in summarizer, teacher context.
 - :mod:`algorithms.sdpo` — the SDPO baseline (generalised JSD over top-k + tail, IS cap, EMA
   teacher, demonstrations and reprompting).
 - :mod:`algorithms.config` — validated frozen settings per method.
-- :mod:`algorithms.registry` — ``METHODS`` keyed by CLI name (grpo, sgcd, sdpo).
+- :mod:`algorithms.registry` — ``METHODS``, the one list of methods (grpo, sgcd, sdpo, and any
+  registered one) that the CLI, the local trainer and the verl plugin dispatch through.
 
 All errors derive from :class:`algorithms.errors.AlgorithmError` (a ``ValueError``).
 """

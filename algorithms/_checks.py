@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from algorithms.errors import NonFiniteError, ShapeError
+from sgcd_common import unknown_choice
 
 LOSS_AGG_MODES = (
     "token-mean",
@@ -47,13 +48,7 @@ def ndim(name: str, t: torch.Tensor, n: int) -> None:
 def agg_mode(mode: str) -> str:
     """Validate a ``loss_agg_mode`` name (verl's names), suggesting the closest one."""
     if mode not in LOSS_AGG_MODES:
-        import difflib
-
-        close = difflib.get_close_matches(str(mode), LOSS_AGG_MODES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ShapeError(
-            f"Unknown loss_agg_mode {mode!r}. Choose one of: {', '.join(LOSS_AGG_MODES)}.{hint}"
-        )
+        raise ShapeError(unknown_choice("loss_agg_mode", mode, LOSS_AGG_MODES))
     return mode
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from algorithms._checks import LOSS_AGG_MODES
 from algorithms.errors import ConfigError
+from sgcd_common import did_you_mean
 
 __all__ = ["ConfigError", "GRPOConfig", "DynamicSamplingConfig", "SGCDConfig", "SDPOConfig"]
 
@@ -38,13 +39,8 @@ def _is_int(x: Any) -> bool:
 def _choice(cfg: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(cfg, name)
     if value not in choices:
-        import difflib
-
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"{type(cfg).__name__}.{name} = {value!r} is invalid: choose one of {', '.join(choices)}.{hint}"
-        )
+        raise ConfigError(f"{type(cfg).__name__}.{name} = {value!r} is invalid: choose one of "
+                          f"{', '.join(choices)}.{did_you_mean(value, choices)}")
 
 
 @dataclass(frozen=True)

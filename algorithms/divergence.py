@@ -35,6 +35,7 @@ import torch
 
 from algorithms import _checks
 from algorithms.errors import AlgorithmError, ShapeError
+from sgcd_common import unknown_choice
 
 __all__ = [
     "DivergenceBackend",
@@ -247,13 +248,7 @@ def reverse_kl_and_entropy(
             fused_divergence.register()
         backend = "fused" if (student_hidden.is_cuda and "fused" in _BACKENDS) else "chunked"
     if backend not in _BACKENDS:
-        import difflib
-
-        close = difflib.get_close_matches(backend, list(_BACKENDS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise AlgorithmError(
-            f"Unknown divergence backend {backend!r}. Choose one of: auto, {', '.join(_BACKENDS)}.{hint}"
-        )
+        raise AlgorithmError(unknown_choice("divergence backend", backend, ["auto", *_BACKENDS]))
     return _BACKENDS[backend](
         student_hidden, teacher_hidden, lm_head_weight, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size
     )

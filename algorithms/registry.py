@@ -1,69 +1,112 @@
-"""Method registry: CLI name → what a trainer needs to run it (ours).
+"""Method registry: CLI name → what each trainer runs for it (ours).
 
-``METHODS`` is plain data; the trainer and the verl plugin look a method up with
-:func:`get_method` and call ``spec.loss_fn`` with the keyword arguments unpacked from the
-method's config classes.
+This is the one list of methods. The CLI validates ``--method`` against it, the local trainer
+builds the method's part of the step from ``spec.local``, and the verl plugin installs
+``spec.verl`` as verl's sync trainer. Entry points are ``"module:attribute"`` strings resolved
+on use (:func:`load_entry_point`), so this module keeps importing only torch.
+
+Adding a method = one module with its local part (a subclass of
+``adapters.local.methods.LocalMethod``) + one :func:`register_method` call.
 """
 
 from __future__ import annotations
 
-import difflib
+import importlib
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
-from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
+from algorithms.config import SDPOConfig, SGCDConfig
 from algorithms.errors import UnknownMethodError
 from algorithms.grpo import grpo_kl_loss
 from algorithms.sdpo import sdpo_loss
 from algorithms.sgcd import sgcd_loss
+from sgcd_common import unknown_choice
 
-__all__ = ["MethodSpec", "METHODS", "get_method"]
+__all__ = ["METHODS", "MethodSpec", "get_method", "load_entry_point", "register_method", "unregister_method"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """What one training method needs."""
+    """What one training method is, and where each trainer finds its implementation."""
 
     name: str
-    """CLI name (``--method``)."""
-    configs: tuple[type, ...]
-    """Settings dataclasses the method reads, in order (all methods share dynamic sampling)."""
-    loss_fn: Callable
-    """The actor loss to call; returns ``(loss, metrics)``."""
-    needs_teacher: bool
-    """Whether a teacher forward pass (privileged context) is run each step."""
-    needs_summarizer: bool
-    """Whether sibling contrasts are summarised into a credit reference (SGCD only)."""
-    replaces_pg_loss: bool
-    """True if the loss is not a policy-gradient loss (SDPO)."""
+    """CLI name (``sgcd-bench train NAME``, ``algorithm.method=NAME`` on verl)."""
     description: str
+    local: str
+    """``"module:Class"`` of the local trainer's part: a ``LocalMethod`` subclass."""
+    loss_fn: Callable[..., Any]
+    """The method's loss formula in ``algorithms`` (what its local part and verl part call)."""
+    config: type | None = None
+    """The method's own settings dataclass (None: only the shared GRPO and sampling settings)."""
+    verl: str | None = None
+    """``"module:Class"`` of its verl sync trainer; None = local trainer only."""
+    needs_teacher: bool = False
+    """Whether a teacher forward pass (privileged context) runs each step."""
+    needs_summarizer: bool = False
+    """Whether sibling contrasts are summarised into a credit reference (SGCD)."""
+    replaces_pg_loss: bool = False
+    """True if the loss is not a policy-gradient loss (SDPO)."""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"method name {self.name!r}: use lower-case letters, digits, '-' or '_'")
+        for field_name in ("local", "verl"):
+            value = getattr(self, field_name)
+            if value is not None and value.count(":") != 1:
+                raise ValueError(f"MethodSpec.{field_name} = {value!r}: expected 'package.module:Attribute'")
 
 
-METHODS: Mapping[str, MethodSpec] = MappingProxyType({
-    "grpo": MethodSpec(
-        "grpo", (GRPOConfig, DynamicSamplingConfig), grpo_kl_loss, False, False, False,
-        "GRPO+KL: group advantages, PPO clip, k3 KL to the reference (matched comparator).",
-    ),
-    "sgcd": MethodSpec(
-        "sgcd", (GRPOConfig, SGCDConfig, DynamicSamplingConfig), sgcd_loss, True, True, False,
-        "SGCD: GRPO+KL with token advantages w·A from teacher/student divergence (no distillation loss).",
-    ),
-    "sdpo": MethodSpec(
-        "sdpo", (SDPOConfig, DynamicSamplingConfig), sdpo_loss, True, False, True,
-        "SDPO: generalised-JSD self-distillation to an EMA teacher replaces the PG loss.",
-    ),
-})
+_REGISTRY: dict[str, MethodSpec] = {}
+
+METHODS: Mapping[str, MethodSpec] = MappingProxyType(_REGISTRY)
+"""Registered methods by name, in registration order (a read-only live view)."""
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    """Add ``spec`` under ``spec.name``; a name may be registered once."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"method {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister_method(name: str) -> None:
+    """Remove a registered method (tests register toy methods and clean up after themselves)."""
+    get_method(name)
+    del _REGISTRY[name]
 
 
 def get_method(name: str) -> MethodSpec:
     """Look up a method by CLI name; unknown names raise :class:`UnknownMethodError` with a
-    "Did you mean" suggestion (difflib)."""
+    "Did you mean" suggestion."""
     try:
-        return METHODS[name]
+        return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(str(name), list(METHODS), n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownMethodError(
-            f"Unknown method {name!r}. Choose one of: {', '.join(METHODS)}.{hint}"
-        ) from None
+        raise UnknownMethodError(unknown_choice("method", name, _REGISTRY)) from None
+
+
+def load_entry_point(path: str) -> Any:
+    """``"package.module:Attribute"`` → the attribute (imports the module)."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+register_method(MethodSpec(
+    "grpo", "GRPO+KL: group advantages, PPO clip, k3 KL to the reference (matched comparator).",
+    local="adapters.local.methods.grpo:GRPO", loss_fn=grpo_kl_loss,
+    verl="verl.trainer.ppo.v1.trainer_sync:PPOTrainerSync",
+))
+register_method(MethodSpec(
+    "sgcd", "SGCD: GRPO+KL with token advantages w·A from teacher/student divergence (no distillation loss).",
+    local="adapters.local.methods.sgcd:SGCD", loss_fn=sgcd_loss, config=SGCDConfig,
+    verl="adapters.verl.trainer:SGCDTrainerSync", needs_teacher=True, needs_summarizer=True,
+))
+register_method(MethodSpec(
+    "sdpo", "SDPO: generalised-JSD self-distillation to an EMA teacher replaces the PG loss.",
+    local="adapters.local.methods.sdpo:SDPO", loss_fn=sdpo_loss, config=SDPOConfig,
+    verl="adapters.verl.trainer:SDPOTrainerSync", needs_teacher=True, replaces_pg_loss=True,
+))

@@ -112,7 +112,7 @@ def main() -> None:
                                                      activation_checkpointing=args.activation_checkpointing),
                                    grpo_cfg=GRPOConfig(group_size=args.group_size, lr=1e-6),
                                    sampling_cfg=DynamicSamplingConfig(groups_per_batch=args.tasks),
-                                   sgcd_cfg=SGCDConfig(), sdpo_cfg=SDPOConfig(), summarizer=FixedReference(),
+                                   configs=(SGCDConfig(), SDPOConfig()), summarizer=FixedReference(),
                                    task_pool=task_ids)
             if args.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()

@@ -5,11 +5,15 @@ terminal tables.
 * :mod:`leaderboards.metrics` — pass@k (unbiased), pass^k, action / no-write pass rates,
   write calls per episode, tokens/s, AppWorld TGC / SGC.
 * :mod:`leaderboards.collapse` — the tool-use collapse guard (silent collapse detector).
+* :mod:`leaderboards.curves` — learning curves of stored training steps: a terminal plot
+  (plotext) and a PNG (matplotlib), both imported on demand.
 * :mod:`leaderboards.reference` — the SGCD paper's reported numbers, labelled as such.
 * :mod:`leaderboards.tables` — rich tables per environment and Markdown / CSV / JSON export
   (imported on demand, so the store can be used without loading rich).
 
-Dependencies: stdlib + rich; no torch.
+Dependencies: stdlib + rich (the curves: plotext, matplotlib); no torch. The tables read each
+env's title, reference family and metrics from its registration in ``sgcd_envs`` (imported when a table is built; ``sgcd_envs``
+imports nothing of ours, so there is no cycle); the store and the metrics import neither.
 """
 
 from .collapse import (
@@ -30,9 +34,11 @@ from .store import (
     ResultStore,
     RunRecord,
     SchemaVersionError,
+    StandIns,
     StoreBusyError,
     StoreCorruptError,
     StoreError,
+    TrainStep,
 )
 
 __all__ = [
@@ -47,9 +53,11 @@ __all__ = [
     "ResultStore",
     "RunRecord",
     "SchemaVersionError",
+    "StandIns",
     "StoreBusyError",
     "StoreCorruptError",
     "StoreError",
+    "TrainStep",
     "observe",
     "point_from_episodes",
     "replay",

@@ -219,12 +219,13 @@ def replay(points: Iterable[CollapsePoint], thresholds: CollapseThresholds | Non
 
 
 def point_from_episodes(step: int, episodes: Sequence[metrics.Episode]) -> CollapsePoint:
-    """A point from one evaluation's episodes: write calls/episode, action pass rate, mean reward."""
+    """A point from one evaluation's episodes: write calls the tools carried out per episode
+    (refused attempts are not tool use that changes anything), action pass rate, mean reward."""
     if not episodes:
         raise ValueError("point_from_episodes needs at least one episode")
     return CollapsePoint(
         step=step,
-        write_calls=metrics.write_calls_per_episode(episodes),
+        write_calls=metrics.writes_done_per_episode(episodes),
         action_success=metrics.action_pass_rate(episodes),
         reward=sum(e.reward for e in episodes) / len(episodes),
     )

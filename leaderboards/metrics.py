@@ -35,6 +35,7 @@ __all__ = [
     "tokens_per_second",
     "trial_range",
     "write_calls_per_episode",
+    "writes_done_per_episode",
 ]
 
 PASS_THRESHOLD = 1.0
@@ -148,6 +149,15 @@ def action_pass_rate(episodes: Iterable[Episode]) -> float | None:
 def no_write_pass_rate(episodes: Iterable[Episode]) -> float | None:
     """pass@1 over no-write (information-only) tasks, which a do-nothing agent can pass."""
     return category_pass_rate(episodes, "no_write")
+
+
+def writes_done_per_episode(episodes: Sequence[Episode]) -> float:
+    """Σ_episodes write calls the tools carried out / #episodes (an episode stored without that
+    count contributes its attempted write calls)."""
+    if not episodes:
+        raise ValueError("writes_done_per_episode needs at least one episode")
+    done = [getattr(e, "write_calls_succeeded", None) for e in episodes]
+    return sum(e.write_calls if d is None else d for e, d in zip(episodes, done)) / len(episodes)
 
 
 def write_calls_per_episode(episodes: Sequence[Episode]) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CITATION", "REFERENCE_RESULTS", "ReferenceResult", "env_family", "references_for"]
+__all__ = ["CITATION", "REFERENCE_RESULTS", "ReferenceResult", "references_for"]
 
 CITATION = "arXiv 2606.12634 (SGCD paper), reported, not measured here"
 
@@ -22,7 +22,7 @@ class ReferenceResult:
     TGC in percent. Fields left ``None`` were not reported."""
 
     env: str
-    """Environment family: ``"tau3-airline"`` or ``"appworld"`` (see :func:`env_family`)."""
+    """Benchmark family: an env's registered ``reference_family`` (``"tau3-airline"``, ``"appworld"``)."""
     split: str
     method: str
     model: str
@@ -50,18 +50,6 @@ REFERENCE_RESULTS: tuple[ReferenceResult, ...] = (
 """The paper's reported results (method keys are our CLI names; "grpo" = its GRPO+KL)."""
 
 
-def env_family(env: str) -> str:
-    """Map an env id to its family: ``"sgcd_envs/Tau3Airline-v0"`` → ``"tau3-airline"``,
-    anything containing "appworld" → ``"appworld"``; other ids are returned unchanged."""
-    key = "".join(ch for ch in env.lower() if ch.isalnum())
-    if "tau3airline" in key:
-        return "tau3-airline"
-    if "appworld" in key:
-        return "appworld"
-    return env
-
-
-def references_for(env: str) -> list[ReferenceResult]:
-    """Reported results for the family of ``env`` (empty for an env the paper did not use)."""
-    fam = env_family(env)
-    return [r for r in REFERENCE_RESULTS if r.env == fam]
+def references_for(family: str) -> list[ReferenceResult]:
+    """Reported results for a benchmark family (empty for one the paper did not use)."""
+    return [r for r in REFERENCE_RESULTS if r.env == family]

@@ -8,12 +8,12 @@ One database file holds every run of every method and environment. Guarantees:
   intact and no partial one (SQLite rolls an uncommitted WAL tail back on the next open).
   Each evaluation row stores ``n_episodes`` so readers can check completeness.
 * **Several processes at once.** WAL lets readers run while a writer commits. Every write
-  (run, evaluation, status, flag, schema) waits for another connection's lock in attempts of
+  (run, evaluation, training step, status, flag, schema) waits for another connection's lock in attempts of
   ``timeout_s`` (default :data:`BUSY_TIMEOUT_MS`) with backoff between them, for at most the
   write budget: ``write_budget_s=``, else ``$SGCD_STORE_WRITE_BUDGET_S``, else
   :data:`WRITE_BUDGET_S` (5 minutes). It logs one warning when it starts waiting.
 * **A finished result is never lost to a lock.** When the store stays locked past the budget,
-  an evaluation, a status change or a flag is kept in a sidecar file,
+  an evaluation, a training step, a status change or a flag is kept in a sidecar file,
   ``<store>.pending/<time>-<uuid>.json`` (written atomically: temp file, fsync, rename), and
   :meth:`ResultStore.record_evaluation` returns ``None``. Later writes queue behind it (so a stuck
   lock costs the budget once). The next open of the store, by any command, merges the sidecars in
@@ -25,14 +25,20 @@ One database file holds every run of every method and environment. Guarantees:
   read-only connection (about 5 ms per MB); garbage, a truncated file or a non-SQLite file raises
   :class:`StoreCorruptError` with one line: the path, what is wrong, how to recover.
 * **Versioned schema.** ``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`. Opening a file
-  written by a newer sgcd-bench raises :class:`SchemaVersionError` instead of guessing.
+  written by a newer sgcd-bench raises :class:`SchemaVersionError` instead of guessing; an older
+  one is migrated in place, in one transaction (v1 → v2: ``applied_writes``; v2 → v3: the typed
+  :class:`StandIns` of each run, derived once from its labels; v3 → v4: ``train_steps``, empty for
+  the runs stored before).
+* **Learning curves.** :meth:`ResultStore.record_step` stores one :class:`TrainStep` per training
+  step in its own transaction, so a run killed mid-training keeps every finished step
+  (:meth:`ResultStore.steps` reads them back).
 
 Example::
 
     store = ResultStore("results.sqlite")
     run_id = store.start_run(method="sgcd", env="sgcd_envs/Tau3Airline-v0", split="test",
-                             model="SmolLM2-135M-Instruct", user_simulator="scripted (stand-in)",
-                             seed=0, config={"lr": 1e-6})
+                             model="SmolLM2-135M-Instruct", user_simulator="scripted-stand-in",
+                             stand_ins=StandIns(user=True), seed=0, config={"lr": 1e-6})
     store.record_evaluation(run_id, step=10, episodes=[EpisodeResult("2", 0, "no_write", 1.0)],
                             wall_s=12.5, tokens=3_000)
     store.finish_run(run_id, "finished")
@@ -40,7 +46,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import math
@@ -50,12 +55,14 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+from sgcd_common import did_you_mean
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -70,16 +77,18 @@ __all__ = [
     "ResultStore",
     "RunRecord",
     "SchemaVersionError",
+    "StandIns",
     "StoreBusyError",
     "StoreCorruptError",
     "StoreError",
+    "TrainStep",
     "git_commit",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 """Version written to ``PRAGMA user_version``; bump it with a migration on any schema change."""
 
 RUN_STATUSES = ("running", "finished", "failed")
@@ -102,7 +111,7 @@ PENDING_SUFFIX = ".pending"
 """The sidecar folder of ``results.sqlite`` is ``results.sqlite.pending``."""
 
 PENDING_FORMAT = "sgcd-bench pending write"
-_PENDING_KINDS = ("evaluation", "finish_run", "flag_run")
+_PENDING_KINDS = ("evaluation", "step", "finish_run", "flag_run")
 _BACKOFF_FIRST_S, _BACKOFF_MAX_S = 0.05, 2.0
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 _CORRUPT_CODES = {11: "a damaged or truncated SQLite file", 26: "not an SQLite database"}
@@ -127,10 +136,6 @@ class StoreCorruptError(StoreError):
 class SchemaVersionError(RuntimeError):
     """The database file was written with a schema this version cannot read."""
 
-
-def _suggest(value: str, allowed: Iterable[str]) -> str:
-    close = difflib.get_close_matches(value, list(allowed), n=1)
-    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 def _now() -> str:
@@ -284,7 +289,8 @@ class EpisodeResult:
         category: ``"action"``, ``"no_write"`` or ``None`` when the env has no such split.
         reward: verifier reward in [0, 1]; an episode *passes* when reward == 1.
         db_match / communicate_match: the τ³ reward components (``None`` if not applicable).
-        write_calls: number of write-tool calls the agent made.
+        write_calls: number of write-tool calls the agent made (attempted).
+        write_calls_succeeded: those the tool carried out (None in rows stored before v4).
         turns: agent turns taken.
         termination: why the episode ended (``"agent_stop"``, ``"max_steps"``, ...).
     """
@@ -298,6 +304,7 @@ class EpisodeResult:
     write_calls: int = 0
     turns: int = 0
     termination: str = ""
+    write_calls_succeeded: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.task_id, str) or not self.task_id:
@@ -307,7 +314,7 @@ class EpisodeResult:
         if self.category is not None and self.category not in CATEGORIES:
             raise StoreError(
                 f"EpisodeResult.category must be one of {', '.join(CATEGORIES)} or None, "
-                f"got {self.category!r}.{_suggest(str(self.category), CATEGORIES)}"
+                f"got {self.category!r}.{did_you_mean(str(self.category), CATEGORIES)}"
             )
         if not isinstance(self.reward, (int, float)) or not (
             math.isfinite(self.reward) and 0.0 <= self.reward <= 1.0
@@ -317,6 +324,10 @@ class EpisodeResult:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise StoreError(f"EpisodeResult.{name} must be an int >= 0, got {v!r}")
+        v = self.write_calls_succeeded
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= self.write_calls):
+            raise StoreError(f"EpisodeResult.write_calls_succeeded must be None or an int in "
+                             f"[0, write_calls={self.write_calls}], got {v!r}")
         for name in ("db_match", "communicate_match"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, bool):
@@ -338,6 +349,65 @@ class EvaluationRecord:
     created: str
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """What one training step's rollouts and update did: a point of the run's learning curves.
+
+    Success rates are pass@1 over the step's rollouts of one task category (as on the
+    leaderboard); ``None`` when the step rolled out no task of that category.
+    """
+
+    step: int
+    """Training step, 1-based (the trainer's step count after the step)."""
+    reward_mean: float
+    """Mean verifier reward over every episode rolled out this step (kept or dropped)."""
+    action_success: float | None
+    """pass@1 over the rolled-out action tasks; ``None`` when none was drawn."""
+    no_write_success: float | None
+    """pass@1 over the rolled-out no-write tasks; ``None`` when none was drawn."""
+    write_calls: float
+    """Write-tool calls the tools carried out, per rolled-out episode (refused attempts excluded)."""
+    episodes: int
+    """Episodes rolled out this step."""
+    updated: bool
+    """Whether an optimizer update happened (a step with no mixed-reward group makes none)."""
+    loss: float | None
+    """The update's loss; ``None`` when there was no update."""
+    groups_kept: int
+    """Mixed-reward groups the update trained on."""
+    groups_drawn: int
+    """Groups rolled out (dynamic sampling may draw more than it keeps)."""
+    step_s: float
+    """Wall time of the step (rollouts + update), seconds."""
+
+    def __post_init__(self) -> None:
+        for name in ("step", "episodes", "groups_kept", "groups_drawn"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                raise StoreError(f"TrainStep.{name} must be an int >= 0, got {v!r}")
+        for name in ("reward_mean", "action_success", "no_write_success"):
+            v = getattr(self, name)
+            if (v is not None or name == "reward_mean") and not (_is_real(v) and 0.0 <= v <= 1.0):
+                raise StoreError(f"TrainStep.{name} must be a finite number in [0, 1]"
+                                 f"{'' if name == 'reward_mean' else ' or None'}, got {v!r}")
+        for name in ("write_calls", "step_s"):
+            v = getattr(self, name)
+            if not (_is_real(v) and v >= 0):
+                raise StoreError(f"TrainStep.{name} must be a finite number >= 0, got {v!r}")
+        if not isinstance(self.updated, bool):
+            raise StoreError(f"TrainStep.updated must be a bool, got {self.updated!r}")
+        if self.loss is not None and not _is_real(self.loss):
+            raise StoreError(f"TrainStep.loss must be a finite number or None, got {self.loss!r}")
+
+
 @dataclass(frozen=True)
 class PendingMerge:
     """What :meth:`ResultStore.merge_pending` did with the sidecar files: results ``merged`` into
@@ -347,6 +417,25 @@ class PendingMerge:
     merged: int = 0
     left: int = 0
     rejected: int = 0
+
+
+@dataclass(frozen=True)
+class StandIns:
+    """Which parts of a run's setting are stand-ins, so its numbers are not benchmark numbers."""
+
+    user: bool = False
+    """An offline stand-in user simulator (e.g. τ³'s scripted user), not the benchmark's LLM user."""
+    summarizer: bool = False
+    """SGCD's credit reference came from the offline contrast summarizer, not an LLM."""
+    prompt: bool = False
+    """A stand-in system prompt (the compact variant), not the faithful benchmark prompt."""
+    world: bool = False
+    """A small fixture world of ours (e.g. AppWorld's ``fixture`` split), not the benchmark's."""
+
+
+STAND_IN_COLUMNS = {"user": "stand_in_user", "summarizer": "stand_in_summarizer", "prompt": "stand_in_prompt",
+                    "world": "stand_in_world"}
+""":class:`StandIns` field → its column of ``runs`` (0 / 1)."""
 
 
 @dataclass(frozen=True)
@@ -368,11 +457,12 @@ class RunRecord:
     commit: str | None
     config: dict[str, Any] = field(default_factory=dict)
     flags: dict[str, str] = field(default_factory=dict)
+    stand_ins: StandIns = field(default_factory=StandIns)
 
 
 RUN_FIELDS = (
     "method", "env", "split", "model", "user_simulator", "summarizer", "preset", "seed",
-    "commit", "config",
+    "commit", "config", "stand_ins",
 )
 """Keyword arguments accepted by :meth:`ResultStore.start_run`."""
 
@@ -385,8 +475,64 @@ CREATE TABLE applied_writes (
 """
 """Ids of the sidecar results already merged: what makes merging a sidecar twice a no-op."""
 
-_MIGRATIONS = {1: _APPLIED_WRITES}
-"""Schema version → the statements that take it to the next version."""
+
+def _norm(label: Any) -> str:
+    return "".join(ch for ch in str(label or "").lower() if ch.isalnum())
+
+
+def _stand_ins_from_labels(row: sqlite3.Row) -> StandIns:
+    """The stand-ins of a run stored before v3, read from its labels by the rules the tables used
+    then: a user or summarizer label naming "scripted" / "offline" / "stand-in", config
+    ``prompt_variant == "compact"``, an env, split or config ``world`` naming "fixture"."""
+    config = json.loads(row["config"] or "{}")
+    user, summ = _norm(row["user_simulator"]), _norm(row["summarizer"])
+    fixture = any("fixture" in _norm(v) for v in (row["env"], row["split"], config.get("world")))
+    return StandIns(
+        user="scripted" in user or "standin" in user,
+        summarizer="offline" in summ or "standin" in summ,
+        prompt=_norm(config.get("prompt_variant")) == "compact",
+        world=fixture or bool(config.get("fixture_world")),
+    )
+
+
+def _add_stand_ins(conn: sqlite3.Connection) -> None:
+    """v2 → v3: the stand-in columns, filled once from each run's labels."""
+    for column in STAND_IN_COLUMNS.values():
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    rows = conn.execute("SELECT * FROM runs").fetchall()
+    assignments = ", ".join(f"{c} = ?" for c in STAND_IN_COLUMNS.values())
+    conn.executemany(f"UPDATE runs SET {assignments} WHERE id = ?",
+                     [(*_stand_in_values(_stand_ins_from_labels(r)), r["id"]) for r in rows])
+
+
+def _stand_in_values(stand_ins: StandIns) -> tuple[int, ...]:
+    return tuple(int(getattr(stand_ins, name)) for name in STAND_IN_COLUMNS)
+
+
+_TRAIN_STEPS = """
+CREATE TABLE train_steps (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    reward_mean REAL NOT NULL,
+    action_success REAL,
+    no_write_success REAL,
+    write_calls REAL NOT NULL,
+    episodes INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    loss REAL,
+    groups_kept INTEGER NOT NULL,
+    groups_drawn INTEGER NOT NULL,
+    step_s REAL NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+"""
+"""One row per training step of a run (:class:`TrainStep`): its learning curves."""
+
+_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
+    1: _APPLIED_WRITES, 2: _add_stand_ins,
+    3: _TRAIN_STEPS + "ALTER TABLE episodes ADD COLUMN write_calls_succeeded INTEGER;\n"}
+"""Schema version → what takes it to the next version: statements, or a function of the connection."""
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -403,7 +549,11 @@ CREATE TABLE runs (
     preset TEXT,
     seed INTEGER,
     "commit" TEXT,
-    config TEXT NOT NULL DEFAULT '{}'
+    config TEXT NOT NULL DEFAULT '{}',
+    stand_in_user INTEGER NOT NULL DEFAULT 0,
+    stand_in_summarizer INTEGER NOT NULL DEFAULT 0,
+    stand_in_prompt INTEGER NOT NULL DEFAULT 0,
+    stand_in_world INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE run_flags (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -435,9 +585,10 @@ CREATE TABLE episodes (
     write_calls INTEGER NOT NULL,
     turns INTEGER NOT NULL,
     termination TEXT NOT NULL,
+    write_calls_succeeded INTEGER,
     PRIMARY KEY (evaluation_id, task_id, trial)
 );
-""" + _APPLIED_WRITES
+""" + _APPLIED_WRITES + _TRAIN_STEPS
 
 
 def _opt_bool(v: int | None) -> bool | None:
@@ -543,7 +694,11 @@ class ResultStore:
             self._execute_statements(_SCHEMA)
         else:
             for old in range(version, SCHEMA_VERSION):
-                self._execute_statements(_MIGRATIONS[old])
+                step = _MIGRATIONS[old]
+                if isinstance(step, str):
+                    self._execute_statements(step)
+                else:
+                    step(self._conn)
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _execute_statements(self, script: str) -> None:
@@ -591,7 +746,8 @@ class ResultStore:
         """Create a run with status ``running``; returns its id.
 
         Keyword arguments (``method`` and ``env`` required): ``method, env, split, model,
-        user_simulator, summarizer, preset, seed, commit, config`` (a JSON-serialisable dict).
+        user_simulator, summarizer, preset, seed, commit, config`` (a JSON-serialisable dict),
+        ``stand_ins`` (a :class:`StandIns`; default: none).
         Raises :class:`StoreBusyError` when the store stays locked past the write budget
         (nothing is finished yet, so nothing is kept).
         """
@@ -599,7 +755,7 @@ class ResultStore:
         if unknown:
             raise StoreError(
                 f"start_run got unknown field {unknown[0]!r}. Allowed: {', '.join(RUN_FIELDS)}."
-                + _suggest(unknown[0], RUN_FIELDS)
+                + did_you_mean(unknown[0], RUN_FIELDS)
             )
         for req in ("method", "env"):
             if not isinstance(fields_.get(req), str) or not fields_[req]:
@@ -611,6 +767,9 @@ class ResultStore:
             v = fields_.get(name)
             if v is not None and not isinstance(v, str):
                 raise StoreError(f"start_run {name} must be a str or None, got {v!r}")
+        stand_ins = fields_.get("stand_ins") or StandIns()
+        if not isinstance(stand_ins, StandIns):
+            raise StoreError(f"start_run stand_ins must be a StandIns, got {type(stand_ins).__name__}")
         config = fields_.get("config") or {}
         if not isinstance(config, dict):
             raise StoreError(f"start_run config must be a dict, got {type(config).__name__}")
@@ -620,13 +779,12 @@ class ResultStore:
             raise StoreError(f"start_run config must be JSON-serialisable: {e}") from None
         row = (_now(), "running", fields_["method"], fields_["env"], fields_.get("split"),
                fields_.get("model"), fields_.get("user_simulator"), fields_.get("summarizer"),
-               fields_.get("preset"), seed, fields_.get("commit"), config_json)
+               fields_.get("preset"), seed, fields_.get("commit"), config_json, *_stand_in_values(stand_ins))
+        columns = ('created, status, method, env, split, model, user_simulator, summarizer, preset, seed, '
+                   '"commit", config, ' + ", ".join(STAND_IN_COLUMNS.values()))
 
         def insert() -> int:
-            cur = self._conn.execute(
-                'INSERT INTO runs (created, status, method, env, split, model, user_simulator, '
-                'summarizer, preset, seed, "commit", config) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)', row,
-            )
+            cur = self._conn.execute(f"INSERT INTO runs ({columns}) VALUES ({','.join('?' * len(row))})", row)
             return int(cur.lastrowid)
 
         return self._write(insert, budget_s=self._write_budget_s, what="start_run")
@@ -662,6 +820,22 @@ class ResultStore:
                     "tokens": tokens, "created": created, "episodes": [asdict(e) for e in episodes]}
 
         return self._store_or_keep("evaluation", insert, as_pending)
+
+    def record_step(self, run_id: int, step: TrainStep) -> int | None:
+        """Store one training step of a run in its own transaction; returns the step number.
+
+        ``None`` when the store stayed locked past the write budget: the step is then kept in a
+        sidecar file that the next open merges, as :meth:`record_evaluation` does. Raises
+        :class:`StoreError` for an unknown run or a step the run already has.
+        """
+        if not isinstance(step, TrainStep):
+            raise StoreError(f"record_step needs a TrainStep, got {type(step).__name__}")
+        created = _now()
+        return self._store_or_keep(
+            "step",
+            lambda: self._insert_step(run_id, step, created),
+            lambda: {"run_id": run_id, "step": asdict(step), "created": created},
+        )
 
     def finish_run(self, run_id: int, status: Status = "finished") -> None:
         """Close a run with status ``finished`` or ``failed`` (kept in a sidecar file, like an
@@ -798,16 +972,32 @@ class ResultStore:
         # (a duplicate (task_id, trial), a kill) rolls the evaluation row back too.
         self._conn.executemany(
             "INSERT INTO episodes (evaluation_id, task_id, trial, category, reward, db_match, "
-            "communicate_match, write_calls, turns, termination) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "communicate_match, write_calls, turns, termination, write_calls_succeeded) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 (eval_id, e.task_id, e.trial, e.category, float(e.reward),
                  None if e.db_match is None else int(e.db_match),
                  None if e.communicate_match is None else int(e.communicate_match),
-                 e.write_calls, e.turns, e.termination)
+                 e.write_calls, e.turns, e.termination, e.write_calls_succeeded)
                 for e in episodes
             ),
         )
         return eval_id
+
+    def _insert_step(self, run_id: int, step: TrainStep, created: str) -> int:
+        """Inside a write transaction: one training step's row; returns its step number."""
+        self._require_run(run_id)
+        if self._conn.execute("SELECT 1 FROM train_steps WHERE run_id = ? AND step = ?",
+                              (run_id, step.step)).fetchone():
+            raise StoreError(f"run {run_id} already has a stored training step {step.step} in {self.path}")
+        self._conn.execute(
+            "INSERT INTO train_steps (run_id, step, reward_mean, action_success, no_write_success, write_calls, "
+            "episodes, updated, loss, groups_kept, groups_drawn, step_s, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, step.step, float(step.reward_mean), step.action_success, step.no_write_success,
+             float(step.write_calls), step.episodes, int(step.updated), step.loss, step.groups_kept,
+             step.groups_drawn, float(step.step_s), created),
+        )
+        return step.step
 
     def _update_status(self, run_id: int, status: str, finished: str | None) -> None:
         """Inside a write transaction: set a run's status and finish time."""
@@ -861,6 +1051,8 @@ class ResultStore:
             _check_evaluation(args["step"], episodes, args["wall_s"], args["tokens"])
             self._insert_evaluation(args["run_id"], args["step"], args["split"], float(args["wall_s"]),
                                     args["tokens"], episodes, args["created"])
+        elif kind == "step":
+            self._insert_step(args["run_id"], TrainStep(**args["step"]), args["created"])
         elif kind == "finish_run":
             _check_status(args["status"])
             self._update_status(args["run_id"], args["status"], args["finished"])
@@ -932,7 +1124,20 @@ class ResultStore:
                 task_id=r["task_id"], trial=r["trial"], category=r["category"], reward=r["reward"],
                 db_match=_opt_bool(r["db_match"]), communicate_match=_opt_bool(r["communicate_match"]),
                 write_calls=r["write_calls"], turns=r["turns"], termination=r["termination"],
+                write_calls_succeeded=r["write_calls_succeeded"],
             )
+            for r in rows
+        ]
+
+    def steps(self, run_id: int) -> list[TrainStep]:
+        """Every stored training step of a run, by step (empty for a run stored before v4 or
+        trained by a command that records none); :class:`StoreError` for an unknown run."""
+        self._require_run(run_id)
+        rows = self._conn.execute(
+            "SELECT * FROM train_steps WHERE run_id = ? ORDER BY step", (run_id,)
+        ).fetchall()
+        return [
+            TrainStep(**{f.name: (bool(r[f.name]) if f.name == "updated" else r[f.name]) for f in fields(TrainStep)})
             for r in rows
         ]
 
@@ -956,6 +1161,7 @@ class ResultStore:
             user_simulator=row["user_simulator"], summarizer=row["summarizer"],
             preset=row["preset"], seed=row["seed"], commit=row["commit"],
             config=json.loads(row["config"]), flags=self.flags(row["id"]),
+            stand_ins=StandIns(**{name: bool(row[column]) for name, column in STAND_IN_COLUMNS.items()}),
         )
 
     @staticmethod
@@ -989,7 +1195,7 @@ def _check_status(status: Any) -> None:
     if status not in RUN_STATUSES:
         raise StoreError(
             f"finish_run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}."
-            + _suggest(str(status), RUN_STATUSES)
+            + did_you_mean(str(status), RUN_STATUSES)
         )
 
 

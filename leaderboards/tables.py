@@ -8,12 +8,13 @@ One table per environment. Row kinds:
 * ``reference`` — a number *reported* by the SGCD paper (:mod:`leaderboards.reference`), shown
   below a rule, dimmed, with its source; never computed here.
 
-Runs whose setting is a stand-in carry notes, explained in the table caption:
-``stand-in user`` (user simulator named "scripted"/"stand-in": not τ³ benchmark numbers),
-``fixture world`` (env, split or config names a fixture: not AppWorld benchmark numbers),
-``compact prompt`` (config ``prompt_variant == "compact"``: not the faithful benchmark prompt),
-``offline summarizer`` (summarizer named "offline"/"stand-in": SGCD's credit reference came
-from the offline contrast stand-in, not an LLM).
+Runs whose setting is a stand-in carry notes, explained in the table caption, read from the
+run's stored :class:`~leaderboards.store.StandIns`: ``stand-in user``, ``fixture world``,
+``compact prompt``, ``offline summarizer``.
+
+What a table shows of an env (its title, the paper's reference rows of its family, TGC / SGC,
+the action / no-write columns) comes from the env's registration in :mod:`sgcd_envs`; a stored
+env that is no longer registered gets a plain table under its id.
 """
 
 from __future__ import annotations
@@ -27,16 +28,21 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sgcd_common import did_you_mean
+
 from . import metrics
 from .collapse import COLLAPSE_FLAG
-from .reference import CITATION, ReferenceResult, env_family, references_for
+from .reference import CITATION, ReferenceResult, references_for
 from .store import ResultStore, RunRecord
+
+if TYPE_CHECKING:
+    from sgcd_envs.registry import EnvEntry
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -105,21 +111,23 @@ def _norm(s: str | None) -> str:
     return "".join(ch for ch in (s or "").lower() if ch.isalnum())
 
 
+def _entry(env: str) -> EnvEntry:
+    """The env's registration, or a bare one (its id as title, no reference rows) for an env id
+    that is not registered (any more)."""
+    import sgcd_envs
+    from sgcd_envs.registry import EnvEntry
+
+    return sgcd_envs.ENVS.get(env) or EnvEntry(env, entry_point="")
+
+
+STAND_IN_NOTES = (("user", "stand-in user"), ("world", "fixture world"), ("prompt", "compact prompt"),
+                  ("summarizer", "offline summarizer"))
+"""(:class:`~leaderboards.store.StandIns` field, note), in the order notes are shown."""
+
+
 def stand_in_notes(run: RunRecord) -> tuple[str, ...]:
-    """Which parts of a run's setting are stand-ins (see the module docstring for the rules)."""
-    notes = []
-    user = _norm(run.user_simulator)
-    if "scripted" in user or "standin" in user:
-        notes.append("stand-in user")
-    cfg = run.config or {}
-    if any("fixture" in _norm(v) for v in (run.env, run.split, str(cfg.get("world", "")))) or cfg.get("fixture_world"):
-        notes.append("fixture world")
-    if _norm(str(cfg.get("prompt_variant", ""))) == "compact":
-        notes.append("compact prompt")
-    summ = _norm(run.summarizer)
-    if "offline" in summ or "standin" in summ:
-        notes.append("offline summarizer")
-    return tuple(notes)
+    """The notes of the parts of a run's setting that are stand-ins."""
+    return tuple(note for name, note in STAND_IN_NOTES if getattr(run.stand_ins, name))
 
 
 def _run_wall(run: RunRecord) -> float | None:
@@ -134,7 +142,7 @@ def _run_row(store: ResultStore, run: RunRecord, max_k: int) -> LeaderboardRow |
         return None
     eps = store.episodes(ev.id)
     p1, trials = metrics.pass_at_1(eps)
-    appworld = env_family(run.env) == "appworld"
+    goals = _entry(run.env).goal_completion
     is_baseline = _norm(run.method) == _norm(DO_NOTHING)
     return LeaderboardRow(
         kind="baseline" if is_baseline else "run",
@@ -148,8 +156,8 @@ def _run_row(store: ResultStore, run: RunRecord, max_k: int) -> LeaderboardRow |
         no_write_pass=metrics.no_write_pass_rate(eps),
         write_calls_per_episode=metrics.write_calls_per_episode(eps),
         tokens_per_s=ev.tokens_per_s, wall_s=ev.wall_s, run_wall_s=_run_wall(run),
-        tgc=metrics.tgc(eps) if appworld else None,
-        sgc=metrics.sgc(eps) if appworld else None,
+        tgc=metrics.tgc(eps) if goals else None,
+        sgc=metrics.sgc(eps) if goals else None,
         flags=dict(run.flags), notes=stand_in_notes(run),
     )
 
@@ -161,6 +169,10 @@ def _reference_row(env: str, ref: ReferenceResult) -> LeaderboardRow:
         notes=(("reported, not measured here",) + ((ref.note,) if ref.note else ())),
         source=ref.source,
     )
+
+
+def _references(env: str) -> list[ReferenceResult]:
+    return references_for(_entry(env).reference_family)
 
 
 def leaderboard_rows(
@@ -180,12 +192,12 @@ def leaderboard_rows(
         row = _run_row(store, run, max_k)
         if row is not None:
             tables.setdefault(run.env, []).append(row)
-    if env is not None and env not in tables and include_reference and references_for(env):
+    if env is not None and env not in tables and include_reference and _references(env):
         tables[env] = []
     for name, rows in tables.items():
         rows.sort(key=lambda r: (r.kind != "baseline", -(r.pass_at_1 or 0.0), r.run_id or 0))
         if include_reference:
-            rows.extend(_reference_row(name, ref) for ref in references_for(name))
+            rows.extend(_reference_row(name, ref) for ref in _references(name))
     return tables
 
 
@@ -234,7 +246,7 @@ def _shared_settings(rows: Sequence[LeaderboardRow]) -> dict[str, str]:
 def _columns(env: str, rows: Sequence[LeaderboardRow], compact: bool = False) -> list[Column]:
     """The table's columns. ``compact`` (terminal) moves settings shared by every measured row
     into the caption and writes notes as one-letter codes, so the table fits ~120 columns."""
-    appworld = env_family(env) == "appworld"
+    entry = _entry(env)
     ks = sorted({k for r in rows for k in r.pass_hat_k})
     shared = _shared_settings(rows) if compact else {}
     cols: list[Column] = [("row", _label), ("method", lambda r: r.method)]
@@ -250,9 +262,9 @@ def _columns(env: str, rows: Sequence[LeaderboardRow], compact: bool = False) ->
         ("pass@1 (n)", lambda r: _f(r.pass_at_1) + (f" (n={r.trials})" if r.trials else "")),
     ]
     cols += [(f"pass^{k}", lambda r, k=k: _f(r.pass_hat_k.get(k))) for k in ks]
-    if appworld:
+    if entry.goal_completion:
         cols += [("TGC %", lambda r: _f(r.tgc, 1)), ("SGC %", lambda r: _f(r.sgc, 1))]
-    if not appworld or any(r.action_pass is not None or r.no_write_pass is not None for r in rows):
+    if entry.task_categories or any(r.action_pass is not None or r.no_write_pass is not None for r in rows):
         cols += [("action", lambda r: _f(r.action_pass)), ("no-write", lambda r: _f(r.no_write_pass))]
     cols += [
         ("writes/ep", lambda r: _f(r.write_calls_per_episode, 2)),
@@ -293,8 +305,7 @@ def _caption_lines(rows: Sequence[LeaderboardRow], compact: bool = False) -> lis
 
 
 def _title(env: str) -> str:
-    fam = env_family(env)
-    pretty = {"tau3-airline": "τ³-airline", "appworld": "AppWorld"}.get(fam, fam)
+    pretty = _entry(env).display_title
     return f"{pretty} leaderboard ({env})" if pretty != env else f"{env} leaderboard"
 
 
@@ -418,13 +429,8 @@ def export(
     """
     key = {"md": "markdown"}.get(fmt, fmt)
     if key not in EXPORT_FORMATS:
-        import difflib
-
-        close = difflib.get_close_matches(str(fmt), [*EXPORT_FORMATS, "md"], n=1)
-        raise ValueError(
-            f"Unknown export format {fmt!r}. Choose one of: {', '.join(EXPORT_FORMATS)} (or md)."
-            + (f" Did you mean '{close[0]}'?" if close else "")
-        )
+        raise ValueError(f"Unknown export format {fmt!r}. Choose one of: {', '.join(EXPORT_FORMATS)} (or md)."
+                         + did_you_mean(fmt, [*EXPORT_FORMATS, "md"]))
     tables = leaderboard_rows(store, env, include_reference=include_reference)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

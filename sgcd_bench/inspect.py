@@ -1,7 +1,7 @@
 """``sgcd-bench inspect-credit``: where did SGCD put the credit?
 
 Rolls out one group of siblings, builds the credit reference and the teacher exactly as a
-training step does (``LocalTrainer.credit_weights``), and prints one trajectory with every
+training step does (``adapters.local.methods.sgcd.SGCD``), and prints one trajectory with every
 generated token coloured by its weight w_t (blue below 1, red above 1) beside the trajectory's
 advantage A_i. Nothing is trained.
 """
@@ -41,8 +41,8 @@ def show_credit(base: LoadedModel, pieces: Pieces, *, task: str | None, episode:
     engine = policy_engine(base, pieces, model, preset.train_split, preset.loop.temperature)
     pool = [task] if task else task_ids(pieces.make_env, preset.train_split, None)
     trainer = LocalTrainer(model, base.tokenizer, engine, method="sgcd", loop=preset.loop, grpo_cfg=preset.grpo,
-                           sampling_cfg=preset.sampling, sgcd_cfg=preset.sgcd, summarizer=pieces.summarizer,
-                           task_pool=pool)
+                           sampling_cfg=preset.sampling, configs=preset.method_configs(),
+                           summarizer=pieces.summarizer, task_pool=pool)
     kept, rollouts, _ = trainer.collect()
     if not kept:
         console.print(f"no group with both a success and a failure in {len(rollouts)} rollouts; "
@@ -60,7 +60,9 @@ def show_credit(base: LoadedModel, pieces: Pieces, *, task: str | None, episode:
     with torch.no_grad():
         hidden = generated_hidden(model, [engine.renderer.prefix_ids] * len(group), batch, grad=False)
     _, pmask = pack(hidden[:, 0], batch.mask)
-    w, metrics = trainer.credit_weights(group, batch, hidden, pmask)
+    signal = trainer.method.prepare(group, rewards, torch.zeros(len(group), dtype=torch.long))
+    w, metrics = trainer.method.credit_weights(batch, hidden, pmask, signal.teacher_prefixes)
+    metrics = {**{k.removeprefix("sgcd/"): v for k, v in signal.metrics.items()}, **metrics}
     ep = group[episode]
     weights = w[episode][: sum(ep.loss_mask)].tolist()
     cfg = preset.sgcd

@@ -130,6 +130,17 @@ def check_export_file(path: Path) -> str:
     return fmt
 
 
+def check_plot_file(path: Path, option: str = "--plot") -> Path:
+    """``path`` if a PNG of the learning curves can be written there (a ``.png`` name, not a
+    folder, in a folder we can write); checked before any training."""
+    if path.suffix.lower() != ".png":
+        raise InputError(f"{option} {path}: use a .png file name")
+    if path.is_dir():
+        raise InputError(f"{option} {path}: is a folder; pass a file name")
+    check_writable_folder(path.parent, f"{option} {path} (folder {path.parent})")
+    return path
+
+
 # ----------------------------------------------------------------------------- the result store
 @contextmanager
 def store_errors(path: Path) -> Iterator[None]:

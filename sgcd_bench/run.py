@@ -7,6 +7,8 @@ Wiring only: the math is in ``algorithms``, the loop in ``adapters.local.trainer
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,12 +21,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 import sgcd_envs
 from adapters.local.model import LoadedModel, load_model
-from adapters.local.prompting import ChatRenderer, system_prompt
+from adapters.local.prompting import STAND_IN_VARIANTS, ChatRenderer, system_prompt
 from adapters.local.rollout import Episode, RolloutEngine
 from adapters.local.trainer import LocalTrainer, StepResult
+from algorithms.registry import get_method
+from leaderboards import metrics
 from leaderboards.collapse import COLLAPSE_FLAG, CollapseGuard, observe, point_from_episodes
-from leaderboards.store import EpisodeResult, ResultStore, git_commit
+from leaderboards.store import EpisodeResult, ResultStore, StandIns, TrainStep, git_commit
 from leaderboards.tables import DO_NOTHING
+from sgcd_envs.outcome import EpisodeOutcome, episode_outcome
+from sgcd_envs.registry import EnvEntry
 
 from .presets import Preset
 
@@ -49,41 +55,68 @@ class Pieces:
     summarizer_label: str
     user_stats: Any | None = None
     """The LLM user's counters shared by all episodes (``adapters.llm.UserStats``); None otherwise."""
+    user_is_stand_in: bool = False
+    """The user simulator is the env's offline stand-in (its numbers are not benchmark numbers)."""
+    summarizer_is_stand_in: bool = False
+    """The summarizer is the offline contrast stand-in, not an LLM."""
+
+    @property
+    def entry(self) -> EnvEntry:
+        return sgcd_envs.env_entry(self.env_id)
+
+    def stand_ins(self, *, prompt: bool, summarizer: bool) -> StandIns:
+        """The stand-ins of a run on these pieces; ``prompt`` / ``summarizer``: whether the run's
+        agent uses the preset's prompt / its method uses the summarizer."""
+        return StandIns(user=self.user_is_stand_in, summarizer=summarizer and self.summarizer_is_stand_in,
+                        prompt=prompt and self.preset.prompt_variant in STAND_IN_VARIANTS,
+                        world=self.preset.eval_split in self.entry.fixture_splits)
 
 
-def user_factory(preset: Preset, llm_user_endpoint: Any | None) -> tuple[Callable[[], Any], str, Any | None]:
-    """A fresh user simulator per episode (the scripted stand-in, or an LLM user), its label,
-    and the LLM users' shared counters (empty turns nudged, failures by reason; None if scripted)."""
+@dataclass(frozen=True)
+class UserSetup:
+    """The run's user simulator: a factory of fresh ones (None: the env takes no user), its label,
+    whether it is a stand-in, and the LLM users' shared counters (None: no LLM user)."""
+
+    new_user: Callable[[], Any] | None
+    label: str
+    stand_in: bool = False
+    stats: Any | None = None
+
+
+def user_setup(entry: EnvEntry, preset: Preset, llm_user_endpoint: Any | None) -> UserSetup:
+    """An LLM user when an endpoint is given, else the env's own user (designed for it: its
+    numbers are the env's own, no stand-in), else its registered stand-in user."""
+    if not entry.takes_user:
+        return UserSetup(None, "none (env has no user)")
     if llm_user_endpoint is not None:
         from adapters.llm import ChatClient, LLMUser
         from adapters.llm.user import UserStats
 
         client, stats = ChatClient(llm_user_endpoint, cache_dir=None), UserStats()
-        return (lambda: LLMUser(client, stats=stats)), f"llm:{llm_user_endpoint.model}", stats
-    from sgcd_envs.tau3_airline import ScriptedUser
-
+        return UserSetup(lambda: LLMUser(client, stats=stats), f"llm:{llm_user_endpoint.model}", stats=stats)
+    if entry.own_user is not None:
+        return UserSetup(entry.new_own_user, entry.new_own_user().name)
     turns = preset.scripted_user_turns
-    return (lambda: ScriptedUser(max_user_turns=turns)), "scripted-stand-in", None
+
+    def new_user() -> Any:
+        return entry.new_stand_in_user(turns)
+
+    return UserSetup(new_user, new_user().name, stand_in=True)
 
 
 def make_pieces(preset: Preset, env_id: str, *, llm_user: Any | None, llm_summarizer: Any | None,
                 cache_dir: Path) -> Pieces:
     """Resolve the env id, the user simulator and the summarizer; fail early on bad input."""
-    if env_id not in sgcd_envs.env_ids():
-        sgcd_envs.make(env_id)  # raises UnknownEnvError with "Did you mean"
-    new_user, user_label, user_stats = user_factory(preset, llm_user)
-    accepted = env_parameters(env_id)
-    if "user" not in accepted:
-        user_label = "none (env has no user)"
+    entry = sgcd_envs.env_entry(env_id)  # UnknownEnvError with "Did you mean"
+    user = user_setup(entry, preset, llm_user)
 
     def make_env(split: str) -> Any:
         kwargs: dict[str, Any] = {"split": split}
-        if "user" in accepted:
-            kwargs["user"] = new_user()
-        budget = "max_turns" if "max_turns" in accepted else "max_steps" if "max_steps" in accepted else None
-        if budget:
-            kwargs[budget] = preset.loop.max_turns
-        return sgcd_envs.make(env_id, **kwargs)
+        if user.new_user is not None:
+            kwargs["user"] = user.new_user()
+        if entry.turn_budget is not None:
+            kwargs[entry.turn_budget] = preset.loop.max_turns
+        return sgcd_envs.make(entry.id, **kwargs)
 
     if llm_summarizer is not None:
         from adapters.llm import ChatClient, LLMSummarizer
@@ -92,51 +125,30 @@ def make_pieces(preset: Preset, env_id: str, *, llm_user: Any | None, llm_summar
         label = f"llm:{llm_summarizer.model}"
     else:
         from adapters.llm import OfflineSummarizer
-        from sgcd_envs.tau3_airline import WRITE_TOOLS
 
-        summarizer = OfflineSummarizer(write_tools=WRITE_TOOLS)
+        summarizer = OfflineSummarizer(write_tools=entry.write_tool_names())
         label = "offline-contrast (stand-in)"
-    return Pieces(preset, env_id, make_env, user_label, summarizer, label, user_stats)
-
-
-def env_parameters(env_id: str) -> set[str]:
-    """Constructor parameters of a registered env (to pass only what it accepts)."""
-    import importlib
-    import inspect
-
-    import gymnasium
-
-    module, _, name = str(gymnasium.spec(env_id).entry_point).partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    return set(inspect.signature(cls.__init__).parameters)
+    return Pieces(preset, entry.id, make_env, user.label, summarizer, label, user.stats,
+                  user_is_stand_in=user.stand_in, summarizer_is_stand_in=llm_summarizer is None)
 
 
 def task_ids(make_env: Callable[[str], Any], split: str, limit: int | None) -> list[str]:
     """Task ids of a split, in the env's order (first ``limit`` of them if given)."""
     env = make_env(split)
-    inner = env.unwrapped
-    ids = list(inner.task_ids()) if hasattr(inner, "task_ids") else [t.id for t in inner.tasks]
+    ids = [str(t) for t in env.unwrapped.task_ids()]  # every sgcd env lists its split's tasks
     env.close()
     if not ids:
         raise RunError(f"split {split!r} has no tasks")
     return ids[:limit] if limit else ids
 
 
-def result_from_info(task_id: str, trial: int, info: dict[str, Any], *, reward: float, turns: int,
-                     termination: str) -> EpisodeResult:
-    """The stored record of one finished episode from the env's final ``info`` (only τ³'s
-    action / no-write categories are kept; other envs' categories, e.g. AppWorld's difficulty,
-    are not a category of the store)."""
-    category = info.get("category") if info.get("category") in ("action", "no_write") else None
-    return EpisodeResult(
-        task_id=task_id, trial=trial, category=category, reward=float(reward),
-        db_match=info.get("db_match"), communicate_match=info.get("communicate_match"),
-        write_calls=int(info.get("write_calls", 0)), turns=turns, termination=termination,
-    )
+def episode_record(task_id: str, trial: int, outcome: EpisodeOutcome, *, turns: int) -> EpisodeResult:
+    """The stored row of one episode: its outcome, task, trial and turns."""
+    return EpisodeResult(task_id=task_id, trial=trial, turns=turns, **dataclasses.asdict(outcome))
 
 
 def episode_result(ep: Episode, trial: int) -> EpisodeResult:
-    return result_from_info(ep.task_id, trial, ep.info, reward=ep.reward, turns=ep.turns, termination=ep.termination)
+    return episode_record(ep.task_id, trial, ep.outcome, turns=ep.turns)
 
 
 def _results(episodes: Sequence[Episode]) -> list[EpisodeResult]:
@@ -163,6 +175,7 @@ def run_do_nothing(pieces: Pieces, store: ResultStore, *, commit: str | None) ->
     run_id = store.start_run(method=DO_NOTHING, env=pieces.env_id, split=preset.eval_split, model=None,
                              user_simulator=pieces.user_label, summarizer=None, preset=preset.name,
                              seed=preset.loop.seed, commit=commit,
+                             stand_ins=pieces.stand_ins(prompt=False, summarizer=False),
                              config={"agent_message": DO_NOTHING_MESSAGE, "max_turns": preset.loop.max_turns,
                                      "eval_trials": preset.eval_trials,
                                      "scripted_user_turns": preset.scripted_user_turns})
@@ -179,8 +192,7 @@ def run_do_nothing(pieces: Pieces, store: ResultStore, *, commit: str | None) ->
                 _, _, term, trunc, info = env.step(DO_NOTHING_MESSAGE)
                 turns += 1
                 done = term or trunc
-            results.append(result_from_info(task_id, trial, info, reward=info.get("reward", 0.0), turns=turns,
-                                            termination=str(info.get("termination", ""))))
+            results.append(episode_record(task_id, trial, episode_outcome(info), turns=turns))
             env.close()
     store.record_evaluation(run_id, 0, results, wall_s=time.perf_counter() - started, tokens=0)
     store.finish_run(run_id, "finished")
@@ -211,16 +223,18 @@ def train_method(
     model = copy.deepcopy(base.model)
     engine = policy_engine(base, pieces, model, preset.train_split, preset.loop.temperature)
     renderer = engine.renderer
+    uses_summarizer = get_method(method).needs_summarizer
     trainer = LocalTrainer(model, base.tokenizer, engine, method=method, loop=preset.loop, grpo_cfg=preset.grpo,
-                           sampling_cfg=preset.sampling, sgcd_cfg=preset.sgcd, sdpo_cfg=preset.sdpo,
-                           summarizer=pieces.summarizer if method == "sgcd" else None,
+                           sampling_cfg=preset.sampling, configs=preset.method_configs(),
+                           summarizer=pieces.summarizer if uses_summarizer else None,
                            task_pool=task_ids(pieces.make_env, preset.train_split, None))
     if resume is not None:
         trainer.load(resume)
     config = {**preset.summary(), "method": method, "prompt_tokens": len(renderer.prefix_ids)}
     run_id = store.start_run(method=method, env=pieces.env_id, split=preset.eval_split, model=base.name,
                              user_simulator=pieces.user_label,
-                             summarizer=pieces.summarizer_label if method == "sgcd" else None,
+                             summarizer=pieces.summarizer_label if uses_summarizer else None,
+                             stand_ins=pieces.stand_ins(prompt=True, summarizer=uses_summarizer),
                              preset=preset.name, seed=preset.loop.seed, commit=commit, config=config)
     guard = CollapseGuard()
     updates = episodes_rolled = 0
@@ -230,6 +244,7 @@ def train_method(
                                     status="")
             while trainer.step_idx < preset.loop.steps:
                 result = trainer.step()
+                store.record_step(run_id, train_step(result))  # its own transaction: kept if we crash later
                 updates += int(result.metrics.get("updated", 0))
                 episodes_rolled += len(result.rollouts)
                 guard = _watch_collapse(guard, result, store, run_id, console)
@@ -251,6 +266,21 @@ def train_method(
         raise
     store.finish_run(run_id, "finished")
     return run_id
+
+
+def train_step(result: StepResult) -> TrainStep:
+    """The stored learning-curve point of one training step: the trainer's rollout and update
+    metrics, and pass@1 per task category over every episode the step rolled out (as on the
+    leaderboard). A non-finite loss is stored as ``None``."""
+    m, eps = result.metrics, _results(result.rollouts)
+    updated = bool(m.get("updated"))
+    loss = float(m.get("loss", math.nan))
+    return TrainStep(step=result.step, reward_mean=float(m.get("rollout_reward_mean", 0.0)),
+                     action_success=metrics.action_pass_rate(eps), no_write_success=metrics.no_write_pass_rate(eps),
+                     write_calls=metrics.writes_done_per_episode(eps) if eps else 0.0, episodes=len(eps),
+                     updated=updated, loss=loss if updated and math.isfinite(loss) else None,
+                     groups_kept=int(m.get("groups_kept", 0)), groups_drawn=int(m.get("groups_drawn", 0)),
+                     step_s=float(m.get("step_s", 0.0)))
 
 
 def _status(result: StepResult) -> str:
@@ -312,6 +342,7 @@ def evaluate_only(base: LoadedModel, pieces: Pieces, store: ResultStore, *, cons
     config = {**preset.summary(), "method": "eval", "prompt_tokens": len(engine.renderer.prefix_ids)}
     run_id = store.start_run(method="eval", env=pieces.env_id, split=preset.eval_split, model=base.name,
                              user_simulator=pieces.user_label, summarizer=None, preset=preset.name,
+                             stand_ins=pieces.stand_ins(prompt=True, summarizer=False),
                              seed=preset.loop.seed, commit=commit, config=config)
     try:
         with new_progress(console) as progress:

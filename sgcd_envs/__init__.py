@@ -1,23 +1,56 @@
 """sgcd_envs: Gymnasium text tool-use environments with verifier rewards.
 
 Importing the package registers the Gymnasium ids below (``gymnasium.make(id)``). Adding an
-env = one module (a :class:`~sgcd_envs.core.ToolUseEnv` subclass) + one ``register_env`` line.
+env = one module (a :class:`~sgcd_envs.core.ToolUseEnv` subclass with a ``task_ids()`` method)
++ one ``register_env`` call, which also carries everything else sgcd-bench knows about the env
+(:class:`~sgcd_envs.registry.EnvEntry`).
 """
 
 from .core import ParsedAction, ToolCall, ToolUseEnv, UserSimulator, parse_tool_calls
-from .registry import ENVS, UnknownEnvError, env_ids, make, register_env
+from .outcome import TASK_CATEGORIES, EpisodeOutcome, episode_outcome
+from .registry import ENVS, EnvEntry, UnknownEnvError, env_entry, env_ids, make, register_env, unregister_env
 
 register_env(
     "sgcd_envs/Tau3Airline-v0",
     entry_point="sgcd_envs.tau3_airline.env:Tau3AirlineEnv",
     description="τ³-bench airline (50 tasks, DB × communicate reward)",
+    alias="tau3-airline",
+    title="τ³-airline",
+    write_tools="sgcd_envs.tau3_airline.tools:WRITE_TOOLS",
+    task_categories=TASK_CATEGORIES,
+    takes_user=True,
+    turn_budget="max_turns",
+    stand_in_user="sgcd_envs.tau3_airline.scripted_user:ScriptedUser",
+    agent_names=("tau3_airline_agent",),
+    reference_turns="sgcd_envs.tau3_airline.demonstration:reference_turns",
+)
+register_env(
+    "sgcd_envs/TinyShop-v0",
+    entry_point="sgcd_envs.tiny_shop.env:TinyShopEnv",
+    description="Tiny shop: procedural 1-4-call tool use a ~100M model can learn (the CartPole of tool use)",
+    alias="tiny-shop",
+    title="Tiny shop",
+    write_tools="sgcd_envs.tiny_shop.world:WRITE_TOOLS",
+    task_categories=TASK_CATEGORIES,
+    takes_user=True,
+    turn_budget="max_turns",
+    own_user="sgcd_envs.tiny_shop.user:ShopUser",
+    reference_turns="sgcd_envs.tiny_shop.reference:reference_turns",
 )
 register_env(
     "sgcd_envs/AppWorld-v0",
     entry_point="sgcd_envs.appworld.env:AppWorldEnv",
     description="AppWorld (appworld 0.1.3.post1, own venv + worker process)",
     requires="the AppWorld venv (`sgcd-bench appworld setup`) and data ($APPWORLD_ROOT); tested in tests/appworld",
+    alias="appworld",
+    title="AppWorld",
+    turn_budget="max_steps",
+    fixture_splits=("fixture",),  # sgcd_envs.appworld.env.FIXTURE_SPLIT, kept unimported here
+    goal_completion=True,
+    action_format="code",
+    agent_names=("appworld_agent", "appworld_dev_agent"),
 )
 
-__all__ = ["ENVS", "ParsedAction", "ToolCall", "ToolUseEnv", "UnknownEnvError", "UserSimulator", "env_ids", "make",
-           "parse_tool_calls", "register_env"]
+__all__ = ["ENVS", "TASK_CATEGORIES", "EnvEntry", "EpisodeOutcome", "ParsedAction", "ToolCall", "ToolUseEnv",
+           "UnknownEnvError", "UserSimulator", "env_entry", "env_ids", "episode_outcome", "make",
+           "parse_tool_calls", "register_env", "unregister_env"]

@@ -1,22 +1,45 @@
-"""Registry of sgcd environments: one ``register_env`` line per env registers it with
-Gymnasium too; :func:`make` gives a "Did you mean" error for an unknown id."""
+"""Registry of sgcd environments: one ``register_env`` call per env registers it with Gymnasium
+and holds everything the CLI, the run wiring, the leaderboards and the verl teacher know about
+it, so nothing else names an env; :func:`make` gives a "Did you mean" error for an unknown id.
+
+Metadata that needs the env's own (heavy) module, e.g. τ³'s write tools, may be given as a
+``"module:NAME"`` reference that is imported on first use, so importing ``sgcd_envs`` stays cheap
+and listing the envs needs no env's dependencies (AppWorld's venv included).
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import gymnasium as gym
 
-from .core import did_you_mean
+from sgcd_common import did_you_mean
+from .outcome import TASK_CATEGORIES
+
+T = TypeVar("T")
+ActionFormat = Literal["tool_calls", "code"]
+ACTION_FORMATS = ("tool_calls", "code")
 
 
 class UnknownEnvError(gym.error.NameNotFound):
-    """An env id that is not in the sgcd registry."""
+    """An env id or alias that is not in the sgcd registry."""
+
+
+def resolved(value: T | str) -> T:
+    """``value``, or the object a ``"module:NAME"`` reference names (imported now)."""
+    if not isinstance(value, str):
+        return value
+    module, _, name = value.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
 class EnvEntry:
+    """One registered env: how Gymnasium builds it and what the rest of sgcd-bench reads about it."""
+
     id: str
     entry_point: str
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -24,31 +47,129 @@ class EnvEntry:
     requires: str | None = None
     """What the env needs beyond this package to be built with its defaults (e.g. AppWorld's own
     venv and data); None = self-contained, so the shared test suite builds it directly."""
+    alias: str | None = None
+    """Short name for ``--env`` (e.g. ``tau3-airline``)."""
+    title: str | None = None
+    """Name of its leaderboard (default: the id)."""
+    family: str | None = None
+    """Benchmark family whose reported results are the leaderboard's reference rows (default: the alias)."""
+    write_tools: Collection[str] | str = ()
+    """Names of the state-changing tools (for the offline summarizer), or a ``"module:NAME"`` of them."""
+    task_categories: tuple[str, ...] = ()
+    """The :data:`~sgcd_envs.outcome.TASK_CATEGORIES` its tasks carry in ``info["category"]``."""
+    takes_user: bool = False
+    """Whether its constructor takes ``user=`` (a :class:`~sgcd_envs.core.UserSimulator`)."""
+    turn_budget: str | None = None
+    """Its constructor option bounding agent turns (``max_turns``, ``max_steps``), if any."""
+    stand_in_user: Callable[..., Any] | str | None = None
+    """Offline stand-in user factory ``(max_user_turns=...) -> UserSimulator`` (or its ``"module:NAME"``)."""
+    own_user: Callable[..., Any] | str | None = None
+    """The env's own user factory ``() -> UserSimulator`` (or its ``"module:NAME"``):
+    a deterministic user designed for the env (tiny shop's), not a stand-in for an LLM user, so
+    its numbers are the env's own and carry no stand-in mark. At most one of it and ``stand_in_user``."""
+    fixture_splits: tuple[str, ...] = ()
+    """Splits that are a small fixture world of ours: their numbers are never benchmark numbers."""
+    goal_completion: bool = False
+    """Whether its leaderboard reports TGC / SGC (scenario = the task id before its last "_")."""
+    action_format: ActionFormat = "tool_calls"
+    """``tool_calls`` (tool schemas, results as tool messages) or ``code`` (Python code actions)."""
+    agent_names: tuple[str, ...] = ()
+    """Names of the verl agent loops that drive it."""
+    reference_turns: Callable[[str, str], list[str]] | str | None = None
+    """``(task_id, split) -> [assistant text, ...]``: the raw turns of an agent that solves the
+    task (tool calls in Hermes format), for warm starts (``sgcd-bench sft``); or its ``"module:NAME"``."""
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.id
+
+    @property
+    def reference_family(self) -> str:
+        return self.family or self.alias or self.id
+
+    def write_tool_names(self) -> frozenset[str]:
+        return frozenset(resolved(self.write_tools))
+
+    def demonstration(self, task_id: str, split: str) -> list[str]:
+        """The assistant turns that solve ``task_id`` (``ValueError`` when the env has none)."""
+        if self.reference_turns is None:
+            raise ValueError(f"{self.id} registers no reference_turns: it has no demonstrations for a warm start")
+        return list(resolved(self.reference_turns)(task_id, split))
+
+    def new_own_user(self) -> Any:
+        """A fresh user of the env's own, with its own defaults (``ValueError`` when the env has none)."""
+        if self.own_user is None:
+            raise ValueError(f"{self.id} registers no user of its own")
+        return resolved(self.own_user)()
+
+    def new_stand_in_user(self, max_user_turns: int) -> Any:
+        """A fresh offline stand-in user (``ValueError`` when the env has none)."""
+        if self.stand_in_user is None:
+            raise ValueError(f"{self.id} registers no stand-in user; pass an LLM user")
+        return resolved(self.stand_in_user)(max_user_turns=max_user_turns)
 
 
 ENVS: dict[str, EnvEntry] = {}
-"""Registered sgcd env ids → entries (the shared test suite is parametrized over this)."""
+"""Registered sgcd env ids → entries, in registration order (the shared test suite is
+parametrized over this)."""
 
 
-def register_env(env_id: str, entry_point: str, description: str = "", *, requires: str | None = None,
-                 **kwargs: Any) -> None:
-    """Register ``env_id`` (``sgcd_envs/<Name>-v<N>``) here and with ``gymnasium.register``."""
-    if not env_id.startswith("sgcd_envs/"):
-        raise ValueError(f"sgcd env ids live in the 'sgcd_envs/' namespace, got {env_id!r}")
-    if env_id in ENVS:
-        raise ValueError(f"env id {env_id!r} is already registered")
-    ENVS[env_id] = EnvEntry(env_id, entry_point, dict(kwargs), description, requires)
-    gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), disable_env_checker=True)
+def _check_entry(entry: EnvEntry) -> None:
+    if not entry.id.startswith("sgcd_envs/"):
+        raise ValueError(f"sgcd env ids live in the 'sgcd_envs/' namespace, got {entry.id!r}")
+    if entry.id in ENVS:
+        raise ValueError(f"env id {entry.id!r} is already registered")
+    if entry.alias is not None and entry.alias in aliases():
+        raise ValueError(f"env alias {entry.alias!r} is already taken by {aliases()[entry.alias]!r}")
+    unknown = set(entry.task_categories) - set(TASK_CATEGORIES)
+    if unknown:
+        raise ValueError(f"task_categories must be among {TASK_CATEGORIES}, got {sorted(unknown)}")
+    if entry.own_user is not None and (entry.stand_in_user is not None or not entry.takes_user):
+        raise ValueError(f"{entry.id}: own_user needs takes_user=True and no stand_in_user (one user per env)")
+    if entry.action_format not in ACTION_FORMATS:
+        raise ValueError(f"action_format must be one of {ACTION_FORMATS}, got {entry.action_format!r}")
+
+
+def register_env(env_id: str, entry_point: str, description: str = "", **fields: Any) -> EnvEntry:
+    """Register ``env_id`` (``sgcd_envs/<Name>-v<N>``) here and with ``gymnasium.register``;
+    ``fields`` are the other :class:`EnvEntry` fields (``kwargs`` go to the constructor)."""
+    entry = EnvEntry(env_id, entry_point, description=description, **fields)
+    _check_entry(entry)
+    ENVS[env_id] = entry
+    gym.register(id=env_id, entry_point=entry_point, kwargs=dict(entry.kwargs), disable_env_checker=True)
+    return entry
+
+
+def unregister_env(env_id: str) -> None:
+    """Remove a registered env from here and from Gymnasium's registry (e.g. a test's own env)."""
+    ENVS.pop(env_id, None)
+    gym.envs.registry.pop(env_id, None)
 
 
 def env_ids() -> list[str]:
     return sorted(ENVS)
 
 
+def aliases() -> dict[str, str]:
+    """Alias → env id."""
+    return {e.alias: e.id for e in ENVS.values() if e.alias is not None}
+
+
+def _unknown(name: str, known: Sequence[str]) -> UnknownEnvError:
+    return UnknownEnvError(f"Unknown environment {name!r}. Choose one of: {', '.join(known)}."
+                           f"{did_you_mean(name, known)}")
+
+
+def env_entry(name: str) -> EnvEntry:
+    """The entry of an env id or alias; :class:`UnknownEnvError` with "Did you mean" otherwise."""
+    env_id = aliases().get(name, name)
+    if env_id not in ENVS:
+        raise _unknown(name, [*aliases(), *env_ids()])
+    return ENVS[env_id]
+
+
 def make(env_id: str, **kwargs: Any) -> gym.Env:
     """``gymnasium.make(env_id, **kwargs)`` for a registered sgcd id; else a clear error."""
     if env_id not in ENVS:
-        raise UnknownEnvError(
-            f"Unknown environment {env_id!r}. Registered: {', '.join(env_ids())}.{did_you_mean(env_id, env_ids())}"
-        )
+        raise _unknown(env_id, env_ids())
     return gym.make(env_id, **kwargs)

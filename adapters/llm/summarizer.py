@@ -64,7 +64,31 @@ class Summarizer(Protocol):
     ) -> CreditReference | None: ...
 
 
-class LLMSummarizer:
+class FallbackCounts:
+    """The counters every summarizer keeps: ``calls``, ``failures`` (groups that fell back to
+    w = 1) by kind (``failure_reasons``) and by cause (``failure_causes``), ``cache_hits`` and
+    ``last_error``."""
+
+    def __init__(self) -> None:
+        self.calls = self.failures = self.cache_hits = 0
+        self.failure_reasons: Counter[str] = Counter()
+        self.failure_causes: Counter[str] = Counter()
+        self.last_error: str | None = None
+
+    def failure_summary(self) -> str:
+        """The fallbacks so far and their causes, as one line for the run's summary."""
+        return fallback_summary(self.failures, self.failure_causes)
+
+    def _fail(self, kind: str, reason: str, message: str) -> None:
+        """Count one fallback; returns None (the caller's "no reference")."""
+        self.failures += 1
+        self.failure_reasons[kind] += 1
+        self.failure_causes[_cause_key(self.failure_causes, kind, reason)] += 1
+        self.last_error = f"{kind}: {message}"
+        return None
+
+
+class LLMSummarizer(FallbackCounts):
     """Credit references from an external LLM (any OpenAI-compatible endpoint).
 
     Sends :func:`credit_reference_request`, parses with :func:`parse_credit_reference`
@@ -86,15 +110,12 @@ class LLMSummarizer:
         max_items: int = 8,
         max_result_chars: int = 200,
     ) -> None:
+        super().__init__()
         self.client = client
         self.max_failures = max_failures
         self.max_items = max_items
         self.max_result_chars = max_result_chars
         self.name = f"llm:{client.endpoint.model}"
-        self.calls = self.failures = self.cache_hits = 0
-        self.failure_reasons: Counter[str] = Counter()
-        self.failure_causes: Counter[str] = Counter()
-        self.last_error: str | None = None
 
     def reference(
         self, task_prompt: str, success: Sequence[Step], failures: Sequence[Sequence[Step]]
@@ -120,19 +141,8 @@ class LLMSummarizer:
             self.client.evict(answer.key)
             return self._fail("parse", str(exc), str(exc))
 
-    def failure_summary(self) -> str:
-        """The fallbacks so far and their causes, as one line for the run's summary."""
-        return fallback_summary(self.failures, self.failure_causes)
 
-    def _fail(self, kind: str, reason: str, message: str) -> None:
-        self.failures += 1
-        self.failure_reasons[kind] += 1
-        self.failure_causes[_cause_key(self.failure_causes, kind, reason)] += 1
-        self.last_error = f"{kind}: {message}"
-        return None
-
-
-class OfflineSummarizer:
+class OfflineSummarizer(FallbackCounts):
     """The offline stand-in summarizer: aligns success vs failure action sequences, no LLM.
 
     Same interface as :class:`LLMSummarizer`; references carry ``source`` =
@@ -147,14 +157,11 @@ class OfflineSummarizer:
         key_args: Mapping[str, Collection[str]] | None = None,
         max_items: int = 8,
     ) -> None:
+        super().__init__()
         self.write_tools = frozenset(write_tools)
         self.key_args = key_args
         self.max_items = max_items
         self.name = OFFLINE_SOURCE
-        self.calls = self.failures = self.cache_hits = 0
-        self.failure_reasons: Counter[str] = Counter()
-        self.failure_causes: Counter[str] = Counter()
-        self.last_error: str | None = None
 
     def reference(
         self, task_prompt: str, success: Sequence[Step], failures: Sequence[Sequence[Step]]
@@ -168,12 +175,4 @@ class OfflineSummarizer:
                 max_items=self.max_items,
             )
         except CreditReferenceError as exc:
-            self.failures += 1
-            self.failure_reasons["no_contrast"] += 1
-            self.failure_causes[_cause_key(self.failure_causes, "no_contrast", str(exc))] += 1
-            self.last_error = str(exc)
-            return None
-
-    def failure_summary(self) -> str:
-        """The fallbacks so far and their causes, as one line for the run's summary."""
-        return fallback_summary(self.failures, self.failure_causes)
+            return self._fail("no_contrast", str(exc), str(exc))

@@ -139,7 +139,7 @@ def read_model_config(path: Path) -> PretrainedConfig:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    from sgcd_envs.core import did_you_mean
+    from sgcd_common import did_you_mean
 
     file = path / "config.json"
     try:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 PromptVariant = Literal["faithful", "compact"]
+STAND_IN_VARIANTS: frozenset[PromptVariant] = frozenset({"compact"})
+"""Variants that stand in for the benchmark's prompt (their runs are not benchmark numbers)."""
 
 _CALL_FORMAT = (
     "To use a tool, reply with one or more blocks of the form\n"

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from sgcd_envs.outcome import EpisodeOutcome, episode_outcome
+
 from .prompting import ChatRenderer
 
 
@@ -54,16 +56,21 @@ class Episode:
     """(turn, first differing character) where the chat template re-rendered an earlier turn."""
 
     @property
+    def outcome(self) -> EpisodeOutcome:
+        """How the episode ended, read from the env's final info (a cut episode: reward 0)."""
+        return episode_outcome(self.info, reward=self.reward)
+
+    @property
     def category(self) -> str:
-        return str(self.info.get("category", ""))
+        return self.outcome.category or ""
 
     @property
     def write_calls(self) -> int:
-        return int(self.info.get("write_calls", 0))
+        return self.outcome.write_calls
 
     @property
     def termination(self) -> str:
-        return str(self.info.get("termination", "cut"))
+        return self.outcome.termination
 
 
 def cache_kwarg(model: torch.nn.Module) -> str:
@@ -242,13 +249,7 @@ class RolloutEngine:
         envs = []
         for g, task_id in enumerate(task_ids):
             for k in range(group_size):
-                env = self.make_env()
-                obs, info = env.reset(seed=seed * 1_000_003 + g * 101 + k, options={"task_id": task_id})
-                ep = Episode(task_id=str(task_id), group=g, messages=list(obs), env_messages=list(obs), info=dict(info))
-                text = self.renderer.suffix(ep.messages)
-                ep.suffix_ids = self.renderer.encode(text)
-                ep.loss_mask = [0] * len(ep.suffix_ids)
-                ep.rendered_suffix = text
+                ep, env = self._start(task_id, g, seed=seed * 1_000_003 + g * 101 + k)
                 episodes.append(ep)
                 envs.append(env)
         per = len(task_ids) if self.batch_groups is None else self.batch_groups
@@ -263,6 +264,30 @@ class RolloutEngine:
         gen_tokens = sum(ep.generated_tokens for ep in episodes)
         return episodes, {"rollout_s": wall, "generated_tokens": gen_tokens,
                           "tokens_per_s": gen_tokens / max(wall, 1e-9)}
+
+    def replay(self, task_id: str, turns: Sequence[str], *, seed: int = 0) -> Episode:
+        """An episode in which the agent writes ``turns`` (raw assistant texts, one per turn)
+        instead of sampling: the same tokens, loss mask and env record a rollout would hold had
+        the policy generated exactly these texts (each turn ends with the stop token)."""
+        ep, env = self._start(task_id, 0, seed=seed)
+        for turn, text in enumerate(turns[: self.max_turns]):
+            if ep.done:
+                break
+            self._advance(ep, env, self.renderer.encode(text) + self.stop_ids[:1], turn)
+        if not ep.done:
+            ep.info.setdefault("termination", "max_turns")
+        env.close()
+        return ep
+
+    def _start(self, task_id: str, group: int, *, seed: int) -> tuple[Episode, Any]:
+        """A fresh env reset on ``task_id`` and the episode holding its opening messages."""
+        env = self.make_env()
+        obs, info = env.reset(seed=seed, options={"task_id": task_id})
+        ep = Episode(task_id=str(task_id), group=group, messages=list(obs), env_messages=list(obs), info=dict(info))
+        ep.rendered_suffix = self.renderer.suffix(ep.messages)
+        ep.suffix_ids = self.renderer.encode(ep.rendered_suffix)
+        ep.loss_mask = [0] * len(ep.suffix_ids)
+        return ep, env
 
     def _lockstep(self, episodes: list[Episode], envs: list[Any], cache, generator: torch.Generator) -> None:
         """Advance ``episodes`` turn by turn, all active ones sampled together each turn."""

@@ -16,7 +16,6 @@ allowed). The settings mirror ``algorithms.config`` (SGCDConfig, SDPOConfig); se
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +23,14 @@ from verl.base_config import BaseConfig
 from verl.trainer.config import AlgoConfig
 from verl.workers.config.actor import PolicyLossConfig
 
-METHODS: tuple[str, ...] = ("grpo", "sgcd", "sdpo")
-"""CLI / config names of the methods (equal to ``algorithms.registry.METHODS`` keys)."""
+from algorithms.registry import METHODS
+from sgcd_common import did_you_mean
+
+
+def verl_methods() -> tuple[str, ...]:
+    """Names of the registered methods that have a verl trainer (``algorithms.registry.METHODS``)."""
+    return tuple(name for name, spec in METHODS.items() if spec.verl is not None)
+
 
 DIVERGENCE_ESTIMATORS: tuple[str, ...] = ("k3_sampled_token",)
 SUMMARIZERS: tuple[str, ...] = ("offline", "llm")
@@ -33,9 +38,8 @@ SUMMARIZERS: tuple[str, ...] = ("offline", "llm")
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{key}={value!r} is not allowed. Choose one of: {', '.join(allowed)}.{hint}")
+        raise ValueError(f"{key}={value!r} is not allowed. Choose one of: {', '.join(allowed)}."
+                         f"{did_you_mean(value, allowed)}")
 
 
 @dataclass
@@ -132,7 +136,7 @@ class BenchAlgoConfig(AlgoConfig):
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()
-        _choice("algorithm.method", self.method, METHODS)
+        _choice("algorithm.method", self.method, verl_methods())
         if self.method != "grpo" and self.adv_estimator != "grpo":
             raise ValueError(
                 f"algorithm.method={self.method!r} builds on GRPO advantages; set algorithm.adv_estimator=grpo "

@@ -22,14 +22,23 @@ weight pushes), never a τ³ result. The same functions build the end-to-end tes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-METHOD_CONFIGS = {"grpo": "grpo_fsdp", "sgcd": "sgcd_fsdp", "sdpo": "sdpo_fsdp"}
+
+def config_name(method: str) -> str:
+    """The launch config of ``method`` on FSDP (``configs/<method>_fsdp.yaml``): registered
+    methods with a verl trainer only (``algorithms.registry``)."""
+    from algorithms.registry import get_method
+
+    if get_method(method).verl is None:
+        raise ValueError(f"method {method!r} has no verl trainer (local trainer only)")
+    return f"{method}_fsdp"
+
+
 CI_TASK_IDS: tuple[str, ...] = ("11", "15", "20", "5", "39")
 """τ³-airline train tasks of a CPU run. The reference replays of 11, 15, 20 (action tasks) and 5
 (no-write) fit in the 1,024 response tokens, so their groups mix reward 1 and 0; task 39's (11
@@ -155,8 +164,7 @@ def launch_command(method: str, model_dir: Path, train_file: Path, *, steps: int
                    checkpoint_dir: Path | None = None, extra: list[str] | tuple[str, ...] = (),
                    python: str = sys.executable) -> list[str]:
     """The ``python -m adapters.verl.launch`` command line of a CPU run of ``method``."""
-    if method not in METHOD_CONFIGS:
-        raise ValueError(f"method {method!r} is not one of {', '.join(METHOD_CONFIGS)}")
+    name = config_name(method)
     overrides = [
         *cpu_overrides(num_workers), *SIZE_OVERRIDES,
         f"actor_rollout_ref.model.path={model_dir}",
@@ -166,7 +174,7 @@ def launch_command(method: str, model_dir: Path, train_file: Path, *, steps: int
         *([f"trainer.default_local_dir={checkpoint_dir}"] if checkpoint_dir else []),
         *extra,
     ]
-    return [python, "-m", "adapters.verl.launch", "--config-name", METHOD_CONFIGS[method], *overrides]
+    return [python, "-m", "adapters.verl.launch", "--config-name", name, *overrides]
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -200,7 +208,9 @@ def run_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adapters.verl.cpu_run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("method", choices=sorted(METHOD_CONFIGS))
+    from algorithms.registry import METHODS
+
+    parser.add_argument("method", choices=[name for name, spec in METHODS.items() if spec.verl is not None])
     parser.add_argument("--steps", type=int, default=2, help="optimizer steps (default 2)")
     parser.add_argument("--workdir", type=Path, default=Path(".sgcd-cache/verl-cpu"),
                         help="where the tiny model, the rows and checkpoints go (default .sgcd-cache/verl-cpu)")

@@ -22,27 +22,16 @@ Never use this loop to train a model you report on.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from verl.workers.rollout.replica import TokenOutput
 
 from adapters.verl.agent_loop import Tau3AirlineAgentLoop, _task_id
 # imported here, not in the call: the env's executor threads import the same package concurrently
-from sgcd_envs.tau3_airline.tasks import load_tasks
+from sgcd_envs.tau3_airline.demonstration import reference_turns
 
 REPLAY_AGENT_NAME = "tau3_airline_replay_stand_in"
 VERSION_FIELDS = ("global_steps", "min_global_steps", "max_global_steps")
-
-
-def reference_turns(task_id: str, split: str = "train") -> list[str]:
-    """The assistant texts that solve τ³ task ``task_id``: one Hermes call per reference action,
-    then the ``communicate_info`` strings and ``###STOP###``."""
-    task = next((t for t in load_tasks(split) if t.id == str(task_id)), None)
-    if task is None:
-        raise ValueError(f"τ³ task {task_id!r} is not in split {split!r}")
-    calls = [f"<tool_call>{json.dumps({'name': a.name, 'arguments': a.arguments})}</tool_call>" for a in task.actions]
-    return [*calls, " ".join([*task.communicate_info, "###STOP###"])]
 
 
 class ReplayServerStandIn:
@@ -79,4 +68,4 @@ class ReferenceReplayStandInLoop(Tau3AirlineAgentLoop):
         return out
 
 
-__all__ = ["REPLAY_AGENT_NAME", "ReferenceReplayStandInLoop", "ReplayServerStandIn", "reference_turns"]
+__all__ = ["REPLAY_AGENT_NAME", "ReferenceReplayStandInLoop", "ReplayServerStandIn"]

@@ -7,16 +7,17 @@ from the summarizer (``adapters.llm.OfflineSummarizer``, the offline stand-in, o
 SDPO (SPEC §3.6): ``algorithms.sdpo.select_demonstrations`` picks a successful sibling per
 sample; ``algorithms.sdpo.reprompt_messages`` appends it (or the env feedback) to the prompt.
 
-The teacher context follows the episode's env (:data:`TEACHER_ENVS`, keyed on the ``env_id``
-the agent loop records in ``extra_fields``, or on verl's ``agent_name``):
+The teacher context follows the episode's env (:func:`teacher_envs`, keyed on the ``env_id``
+the agent loop records in ``extra_fields``, or on verl's ``agent_name``), read from the env's
+registration in ``sgcd_envs`` (its ``action_format``, ``write_tools`` and ``agent_names``):
 
-=========================  ===================================  ==================================
-env                        steps shown to the summarizer         chat-template tools / write tools
-=========================  ===================================  ==================================
-``Tau3Airline-v0``         the structured tool calls + results  τ³ tool schemas / τ³ ``WRITE_TOOLS``
-``AppWorld-v0``            one ``execute_python`` call per code  none (APIs are called from code) /
-                           action, AppWorld's output its result  none
-=========================  ===================================  ==================================
+=====================  =====================================  ===================================
+action format          steps shown to the summarizer           chat-template tools
+=====================  =====================================  ===================================
+``tool_calls`` (τ³)    the structured tool calls + results    the env's tool schemas
+``code`` (AppWorld)    one ``execute_python`` call per code   none (APIs are called from code)
+                       action, the env's output its result
+=====================  =====================================  ===================================
 
 In both, the teacher prompt is the episode's own prompt (``extra_fields["prompt_messages"]``: the
 env's system prompt, e.g. :func:`adapters.verl.agent_loop.appworld_system_prompt`, plus the task)
@@ -37,15 +38,12 @@ from typing import Any
 
 import torch
 
-from adapters.verl.agent_loop import (
-    AGENT_NAME,
-    APPWORLD_AGENT_NAME,
-    APPWORLD_ENV_ID,
-    ENV_ID,
-)
+import sgcd_envs
+from adapters.verl.agent_loop import ENV_ID
 from algorithms import credit_reference as cr
 from algorithms import sdpo
-from sgcd_envs.core import did_you_mean
+from sgcd_common import did_you_mean
+from sgcd_envs.registry import EnvEntry
 
 APPWORLD_TOOL = "execute_python"
 """Tool name under which an AppWorld code action appears in the summarizer's step list."""
@@ -94,20 +92,30 @@ def appworld_step_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[s
     return out
 
 
-def _tau3_tools() -> list[dict[str, Any]]:
-    import gymnasium
-
-    env = gymnasium.make(ENV_ID)
+@functools.cache
+def _tool_schemas(env_id: str) -> list[dict[str, Any]]:
+    """The tool schemas of a tool-call env built with its defaults (cached: built once)."""
+    env = sgcd_envs.make(env_id)
     try:
         return env.unwrapped.tool_schemas()
     finally:
         env.close()
 
 
-def _tau3_write_tools() -> frozenset[str]:
-    from sgcd_envs.tau3_airline import WRITE_TOOLS
+@dataclass(frozen=True)
+class StepFormat:
+    """How the episodes of one action format are read: steps, chat-template tools, demo cut."""
 
-    return frozenset(WRITE_TOOLS)
+    step_messages: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
+    chat_tools: bool
+    max_args_chars: int
+
+
+STEP_FORMATS = {
+    "tool_calls": StepFormat(_identity, chat_tools=True, max_args_chars=300),
+    "code": StepFormat(appworld_step_messages, chat_tools=False, max_args_chars=2000),
+}
+"""An env's registered ``action_format`` → how its episodes are read."""
 
 
 @dataclass(frozen=True)
@@ -131,33 +139,39 @@ class TeacherEnv:
     max_args_chars: int = 300
 
 
-TEACHER_ENVS: dict[str, TeacherEnv] = {
-    ENV_ID: TeacherEnv(ENV_ID, (AGENT_NAME,), _identity, functools.cache(_tau3_tools), _tau3_write_tools),
-    APPWORLD_ENV_ID: TeacherEnv(APPWORLD_ENV_ID, (APPWORLD_AGENT_NAME, "appworld_dev_agent"),
-                                appworld_step_messages, lambda: None, frozenset, max_args_chars=2000),
-}
-"""Registry: env id → :class:`TeacherEnv`."""
+def _teacher_env(entry: EnvEntry) -> TeacherEnv:
+    fmt = STEP_FORMATS[entry.action_format]
+    tools = functools.partial(_tool_schemas, entry.id) if fmt.chat_tools else lambda: None
+    return TeacherEnv(entry.id, entry.agent_names, fmt.step_messages, tools, entry.write_tool_names,
+                      fmt.max_args_chars)
+
+
+def teacher_envs() -> dict[str, TeacherEnv]:
+    """Every registered env (``sgcd_envs.ENVS``, in registration order) → its :class:`TeacherEnv`."""
+    return {env_id: _teacher_env(entry) for env_id, entry in sgcd_envs.ENVS.items()}
 
 
 def teacher_env(env_id: str) -> TeacherEnv:
-    """The registered :class:`TeacherEnv` of ``env_id`` (ValueError with the allowed ids)."""
-    if env_id not in TEACHER_ENVS:
-        raise ValueError(f"No teacher context for env_id={env_id!r}. Allowed: {', '.join(TEACHER_ENVS)}."
-                         f"{did_you_mean(str(env_id), list(TEACHER_ENVS))}")
-    return TEACHER_ENVS[env_id]
+    """The :class:`TeacherEnv` of a registered ``env_id`` (ValueError with the allowed ids)."""
+    envs = teacher_envs()
+    if env_id not in envs:
+        raise ValueError(f"No teacher context for env_id={env_id!r}. Allowed: {', '.join(envs)}."
+                         f"{did_you_mean(str(env_id), list(envs))}")
+    return envs[env_id]
 
 
 def env_id_of(extra: Mapping[str, Any]) -> str:
     """The env id of an episode from its ``extra_fields``: ``env_id``, else via ``agent_name``."""
     if extra.get("env_id"):
         return teacher_env(str(extra["env_id"])).env_id
-    by_agent = {a: e.env_id for e in TEACHER_ENVS.values() for a in e.agent_names}
+    envs = teacher_envs()
+    by_agent = {a: e.env_id for e in envs.values() for a in e.agent_names}
     agent = extra.get("agent_name")
     if agent in by_agent:
         return by_agent[agent]
     hint = did_you_mean(str(agent), list(by_agent)) if agent else ""
     raise ValueError(f"Episode extra_fields name no known env: env_id={extra.get('env_id')!r}, agent_name={agent!r}. "
-                     f"Allowed env ids: {', '.join(TEACHER_ENVS)}; agent names: {', '.join(by_agent)}.{hint}")
+                     f"Allowed env ids: {', '.join(envs)}; agent names: {', '.join(by_agent)}.{hint}")
 
 
 def teacher_tools(env_id: str) -> list[dict[str, Any]] | None:
@@ -169,14 +183,14 @@ def offline_summarizers() -> dict[str, Any]:
     """One offline stand-in summarizer per registered env, with that env's write tools."""
     from adapters.llm.summarizer import OfflineSummarizer
 
-    return {env_id: OfflineSummarizer(write_tools=env.write_tools()) for env_id, env in TEACHER_ENVS.items()}
+    return {env_id: OfflineSummarizer(write_tools=env.write_tools()) for env_id, env in teacher_envs().items()}
 
 
 @dataclass(frozen=True)
 class Episode:
     """What the driver knows about one trajectory (from the agent loop's ``extra_fields``).
 
-    ``env_id`` selects the teacher context (:data:`TEACHER_ENVS`); built from a batch with
+    ``env_id`` selects the teacher context (:func:`teacher_envs`); built from a batch with
     :func:`episode_from_extra`, it is the one the agent loop recorded.
     """
 

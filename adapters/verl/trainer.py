@@ -38,6 +38,7 @@ from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from adapters.verl import plugin
+from adapters.verl.config import verl_methods
 from adapters.verl.credit import apply_credit_weights
 from adapters.verl.losses import sdpo_engine_loss
 from adapters.verl.teacher import (
@@ -48,6 +49,7 @@ from adapters.verl.teacher import (
     sgcd_teacher_messages,
     teacher_tools,
 )
+from algorithms.registry import get_method, load_entry_point
 
 TEACHER_KEY_SUFFIX = "::sgcd_teacher"
 
@@ -197,15 +199,21 @@ class SDPOTrainerSync(_TeacherScoringMixin, PPOTrainerSync):
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=out)
 
 
-TRAINERS: dict[str, type[PPOTrainerSync]] = {"grpo": PPOTrainerSync, "sgcd": SGCDTrainerSync, "sdpo": SDPOTrainerSync}
+def trainer_class(method: str) -> type[PPOTrainerSync]:
+    """The verl sync trainer of a registered method (``MethodSpec.verl`` in
+    ``algorithms.registry``); a method without one is refused with the methods that have one."""
+    spec = get_method(method)
+    if spec.verl is None:
+        raise ValueError(f"algorithm.method={method!r} has no verl trainer (it runs in the local trainer only). "
+                         f"Methods with one: {', '.join(verl_methods())}.")
+    return load_entry_point(spec.verl)
 
 
 def install_trainer(method: str) -> type[PPOTrainerSync]:
     """Point verl's ``"sync"`` trainer entry at the class for ``method`` (this process only)."""
-    if method not in TRAINERS:
-        raise ValueError(f"algorithm.method={method!r} is not allowed. Choose one of: {', '.join(TRAINERS)}.")
-    trainer_base.TRAINER_REGISTRY["sync"] = TRAINERS[method]
-    return TRAINERS[method]
+    cls = trainer_class(method)
+    trainer_base.TRAINER_REGISTRY["sync"] = cls
+    return cls
 
 
 @ray.remote

@@ -8,7 +8,6 @@ never runs in our process and AppWorld's frozen clock and ``pydantic<2`` pin nev
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import shutil
 import tempfile
@@ -31,7 +30,8 @@ from sgcd_envs.appworld.errors import (
     UnknownTaskError,
 )
 from sgcd_envs.appworld.paths import SPLITS, check_data, check_venv
-from sgcd_envs.core import AgentAction, ChatMessages, did_you_mean
+from sgcd_common import did_you_mean
+from sgcd_envs.core import AgentAction, ChatMessages
 
 FIXTURE_SPLIT = "fixture"
 """The split of sgcd-bench's own fixture task (``fixture.py``): a stand-in, never AppWorld numbers."""
@@ -296,9 +296,8 @@ class AppWorldEnv(gym.Env):
         if task_id is None:
             task_id = ids[int(self.np_random.integers(0, len(ids)))]
         elif task_id not in ids:
-            close = ", ".join(repr(c) for c in difflib.get_close_matches(str(task_id), ids, n=3, cutoff=0.5))
             raise UnknownTaskError(f"Unknown task id {task_id!r} for AppWorld split '{self.split}' ({len(ids)} tasks)."
-                                   + (f" Did you mean {close}?" if close else ""))
+                                   + did_you_mean(task_id, ids, n=3, cutoff=0.5))
         self._task = self._load_world(task_id)
         self._messages, self._record = [], []
         self._steps = self._restarts = 0

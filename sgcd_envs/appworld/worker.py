@@ -90,6 +90,7 @@ class Worker:
         tasks_dir = os.path.join(self.path_store.data, "tasks")
         if not os.path.isdir(os.path.join(tasks_dir, task_id)):
             known = sorted(os.listdir(tasks_dir)) if os.path.isdir(tasks_dir) else []
+            # this script runs in AppWorld's own venv, where sgcd_common is not installed
             close = difflib.get_close_matches(task_id, known, n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise WorkerError("unknown_task",

@@ -91,6 +91,10 @@ class Tau3AirlineEnv(ToolUseEnv):
         self.policy = data.policy_text(self._data_dir)
         self._state: AirlineState | None = None
 
+    def task_ids(self) -> list[str]:
+        """The split's task ids, in order."""
+        return [t.id for t in self.tasks]
+
     @property
     def state(self) -> AirlineState:
         """The episode's DB state (copy-on-write over the shared base)."""

@@ -12,33 +12,17 @@ are diagnostics upstream and are not scored. The DB comparison uses
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..caching import once_per_key
-from ..core import NORMAL_TERMINATIONS, ToolCall, validate_arguments
+from ..core import ToolCall, validate_arguments
+from ..core.verifier import EpisodeScore, agent_texts, communicate_match
 from . import data
 from .state import AirlineState, states_equal, touched_dumps
 from .tasks import Task, _all_tasks
 from .tools import TOOL_ERRORS, run_call, tool_specs
-
-
-@dataclass(frozen=True)
-class EpisodeScore:
-    """Verifier result; ``reward = db_match × communicate_match`` on a normal end, else 0."""
-
-    reward: float
-    db_match: bool
-    communicate_match: bool
-    write_calls: int
-    category: str
-    termination: str
-
-    def as_info(self) -> dict[str, Any]:
-        return {"reward": self.reward, "db_match": self.db_match, "communicate_match": self.communicate_match,
-                "write_calls": self.write_calls, "category": self.category, "termination": self.termination}
 
 
 def apply_calls(state: AirlineState, calls: Iterable[ToolCall]) -> tuple[int, int]:
@@ -74,30 +58,13 @@ def gold_state(task: Task, data_dir: str | os.PathLike[str] | None = None) -> tu
     return _gold(data.data_dir(data_dir), task.id)
 
 
-def communicate_match(communicate_info: Sequence[str], agent_texts: Iterable[str]) -> bool:
-    """``∀ s: ∃ m: s.lower() in m.lower().replace(",", "")`` (upstream; empty list → True)."""
-    texts = [t.lower().replace(",", "") for t in agent_texts if t]
-    return all(any(s.lower() in t for t in texts) for s in communicate_info)
-
-
-def _texts(agent_messages: Iterable[str | Mapping[str, Any]]) -> list[str]:
-    out = []
-    for m in agent_messages:
-        if isinstance(m, str):
-            out.append(m)
-        elif m.get("role", "assistant") == "assistant" and isinstance(m.get("content"), str):
-            out.append(m["content"])
-    return out
-
-
 def score_state(task: Task, state: AirlineState, agent_messages: Iterable[str | Mapping[str, Any]],
                 write_calls: int, termination: str, data_dir: str | os.PathLike[str] | None = None) -> EpisodeScore:
     """Score a finished episode's live state (what the env calls; no replay)."""
     gold, gold_dumps = gold_state(task, data_dir)
     db_ok = states_equal(state, gold, gold_dumps)
-    comm_ok = communicate_match(task.communicate_info, _texts(agent_messages))
-    reward = float(db_ok and comm_ok) if termination in NORMAL_TERMINATIONS else 0.0
-    return EpisodeScore(reward, db_ok, comm_ok, write_calls, task.category, termination)
+    comm_ok = communicate_match(task.communicate_info, agent_texts(agent_messages))
+    return EpisodeScore.of(db_ok, comm_ok, write_calls, task.category, termination)
 
 
 def evaluate_episode(task: Task, tool_calls: Iterable[ToolCall | Mapping[str, Any]],

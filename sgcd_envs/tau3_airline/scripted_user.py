@@ -9,11 +9,14 @@ Its numbers are not τ³ numbers: every result it produces carries
 3. the agent asks for an id/name/detail the user knows: the task's ``known_info`` again;
 4. a confirmation question ("confirm", "proceed", "would you like", "yes/no", ...):
    "Yes, please go ahead.";
-5. anything else: "I don't know."
+5. any other question, the first time: the task's ``task_instructions`` in the first person (what
+   the user wants done: target flights, payment, passengers, ...); afterwards "I don't know.";
+6. anything else: "I don't know."
 
 The opening message is the task's ``reason_for_call`` and ``known_info`` turned into the first
-person ("You are" → "I am", "Your" → "My", ...). The user never follows ``task_instructions``
-(negotiation, persistence, changes of mind), so tasks that need them are not solvable with it.
+person ("You are" → "I am", "Your" → "My", ...). The user states ``task_instructions`` once when
+asked, but never acts on them (negotiation, persistence, changes of mind), so tasks that need
+such behaviour are still not solvable with it.
 """
 
 from __future__ import annotations
@@ -55,11 +58,13 @@ class ScriptedUser:
             raise ValueError(f"max_user_turns must be a positive int, got {max_user_turns!r}")
         self.max_user_turns = max_user_turns
         self._known = ""
+        self._wants = ""
         self._turns = 0
 
     def reset(self, task: Any, seed: int | None = None) -> str:
         instr = task.instructions
         self._known = first_person(instr.get("known_info") or "")
+        self._wants = first_person(instr.get("task_instructions") or "")
         self._turns = 0
         reason = first_person(instr.get("reason_for_call") or "")
         return f"Hi! {reason} {self._known}".strip()
@@ -75,6 +80,9 @@ class ScriptedUser:
             return self._known
         if _CONFIRM.search(last):
             return "Yes, please go ahead."
+        if "?" in last and self._wants:
+            wants, self._wants = self._wants, ""
+            return wants
         return "I don't know."
 
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core import ToolCall, did_you_mean
+from sgcd_common import did_you_mean
+
+from ..core import ToolCall
 from . import data
 from .tools import WRITE_TOOLS
 

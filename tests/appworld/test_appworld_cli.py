@@ -24,6 +24,7 @@ def test_cli_eval_runs_an_appworld_episode(fixture_root, tokenizer, tmp_path, mo
     store = ResultStore(out / "results.sqlite")
     (run,) = store.runs(env="sgcd_envs/AppWorld-v0")
     assert run.method == "eval" and run.status == "finished" and run.split == "fixture"
+    assert run.stand_ins.world and not run.stand_ins.user  # the fixture world; AppWorld has no user
     (episode,) = store.episodes(store.latest_evaluation(run.id).id)
     assert episode.task_id == "sgcdfixture_1"
     assert episode.reward == 0.0  # random weights do not solve it: AppWorld's tests failed

@@ -10,7 +10,7 @@ from tests.cli.helpers import invoke, one_line_error
 from tests.local.helpers import tiny_llama
 
 
-@pytest.mark.parametrize("command", ["compare", "train", "eval", "leaderboard", "envs", "inspect-credit",
+@pytest.mark.parametrize("command", ["compare", "train", "eval", "leaderboard", "envs", "methods", "inspect-credit",
                                      "appworld"])
 def test_help(command):
     result = invoke(command, "--help")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from adapters.llm import LLMEndpoint
-from sgcd_bench.presets import get_preset
+from leaderboards.store import StandIns
+from sgcd_bench.presets import get_preset, with_overrides
 from sgcd_bench.run import make_pieces
 
 
@@ -22,3 +23,17 @@ def test_the_scripted_user_has_no_counter(tmp_path):
     pieces = make_pieces(get_preset("cpu"), "sgcd_envs/Tau3Airline-v0", llm_user=None, llm_summarizer=None,
                          cache_dir=tmp_path)
     assert pieces.user_stats is None and pieces.user_label == "scripted-stand-in"
+
+
+def test_each_env_gets_its_own_write_tools_and_user_from_its_registration(tmp_path):
+    from sgcd_envs.tau3_airline import WRITE_TOOLS
+
+    cpu = get_preset("cpu")
+    tau3 = make_pieces(cpu, "sgcd_envs/Tau3Airline-v0", llm_user=None, llm_summarizer=None, cache_dir=tmp_path)
+    appworld = make_pieces(cpu, "sgcd_envs/AppWorld-v0", llm_user=None, llm_summarizer=None, cache_dir=tmp_path)
+    assert tau3.summarizer.write_tools == WRITE_TOOLS and tau3.user_is_stand_in
+    assert appworld.summarizer.write_tools == frozenset()  # built without AppWorld's venv
+    assert appworld.user_label == "none (env has no user)" and not appworld.user_is_stand_in
+    fixture = make_pieces(with_overrides(cpu, eval_split="fixture"), "sgcd_envs/AppWorld-v0", llm_user=None,
+                          llm_summarizer=None, cache_dir=tmp_path)
+    assert fixture.stand_ins(prompt=True, summarizer=True) == StandIns(summarizer=True, prompt=True, world=True)

@@ -8,7 +8,7 @@ import gymnasium as gym
 import pytest
 
 import sgcd_envs
-from sgcd_envs import core
+from sgcd_envs.core import parsing
 from sgcd_envs.core import (
     MAX_JSON_DEPTH, ToolCall, function_schema, parse_tool_calls, replace_lone_surrogates, validate_arguments,
 )
@@ -167,11 +167,11 @@ def _limit_calls(monkeypatch, owner, name: str, limit: int) -> list[int]:
 @pytest.mark.parametrize("text, max_scans, max_decodes", [
     ("{" * 1_000_000, 1, 0),  # used to take minutes: one failed raw_decode per '{', each O(position)
     ('{"' * 500_000, 1, 0),
-    ("x" + '{"a"}' * 200_000, core.MAX_FAILED_CANDIDATES, core.MAX_FAILED_CANDIDATES),
+    ("x" + '{"a"}' * 200_000, parsing.MAX_FAILED_CANDIDATES, parsing.MAX_FAILED_CANDIDATES),
     ("x" + "{" * 1_000_000, 0, 0),
 ], ids=["braces", "open-keys", "failed-candidates", "prose-braces"])
 def test_parsing_a_megabyte_does_bounded_work(monkeypatch, text, max_scans, max_decodes):
-    _limit_calls(monkeypatch, core, "json_extent", max_scans)  # one O(span) scan per candidate
+    _limit_calls(monkeypatch, parsing, "json_extent", max_scans)  # one O(span) scan per candidate
     _limit_calls(monkeypatch, json.JSONDecoder, "raw_decode", max_decodes)  # json.loads included
     assert parse_tool_calls(text).calls == []
 

@@ -16,6 +16,7 @@ from sgcd_envs.tau3_airline import (
     load_tasks, states_equal, upstream_hash,
 )
 from sgcd_envs.tau3_airline import data
+from sgcd_envs.tau3_airline.scripted_user import first_person
 
 
 
@@ -242,6 +243,8 @@ def test_scripted_user_is_a_labelled_deterministic_stand_in():
     assert user.respond([{"role": "assistant", "content": "Shall I proceed (yes/no)?"}]) == "Yes, please go ahead."
     assert user.respond([{"role": "assistant", "content": "What is the weather?"}]) == "###STOP###"  # turn cap
     user.reset(task)
+    wants = user.respond([{"role": "assistant", "content": "What is wrong with your trip?"}])
+    assert wants and wants == first_person(task.instructions["task_instructions"])  # told once, when asked
     assert user.respond([{"role": "assistant", "content": "Which city?"}]) == "I don't know."
     assert user.respond([{"role": "assistant", "content": "Anything else I can help with?"}]) == "###STOP###"
     env = make_env()
@@ -271,3 +274,14 @@ def test_base_db_unchanged_after_many_episodes(base, base_hash):
         play_reference(env, task)
         changed += bool(env.state_fingerprint())  # the episode state did change ...
     assert changed > 0 and upstream_hash(base) == base_hash  # ... the shared base did not
+
+
+def test_refused_writes_are_attempted_but_not_carried_out():
+    """A write the tool refuses counts as attempted (``write_calls``) but not as carried out
+    (``write_calls_succeeded``, what the collapse guard reads); the DB is unchanged."""
+    env = make_env()
+    env.reset(seed=0, options={"task_id": "1"})
+    obs, *_ = env.step({"name": "cancel_reservation", "arguments": {"reservation_id": "NOPE00"}})
+    assert obs[-1]["content"].startswith("Error")
+    *_, info = env.step("###STOP###")
+    assert info["write_calls"] == 1 and info["write_calls_succeeded"] == 0 and info["db_match"]

@@ -5,6 +5,8 @@ Usage: python store_writer.py DB MODE [N]
   hang   record N evaluations, then start one whose 7th episode blocks *inside* the
          transaction (prints "inside <run_id>" and sleeps) so the test can SIGKILL it there
   burst  start a run, record N evaluations, finish the run, exit 0
+  steps  record N training steps (printing "step <n>" after each commit), then sleep mid-run
+         so the test can SIGKILL a run that never finished
 Every line is flushed at once so the parent sees it before it kills us.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root
 
-from leaderboards.store import EpisodeResult, ResultStore  # noqa: E402
+from leaderboards.store import EpisodeResult, ResultStore, TrainStep  # noqa: E402
 
 
 class BlockingEpisode(EpisodeResult):
@@ -73,8 +75,15 @@ def main() -> None:
             store.record_evaluation(run_id, i, episodes(i, 25), wall_s=0.5, tokens=50)
         store.finish_run(run_id, "finished")
         print("ok", flush=True)
+    elif mode == "steps":
+        for i in range(1, n_evals + 1):
+            store.record_step(run_id, TrainStep(step=i, reward_mean=0.5, action_success=None, no_write_success=1.0,
+                                                write_calls=0.5, episodes=4, updated=i % 2 == 1, loss=None,
+                                                groups_kept=1, groups_drawn=2, step_s=0.1))
+            print(f"step {i}", flush=True)
+        time.sleep(60)
     else:
-        raise SystemExit(f"unknown mode {mode!r}: choose loop, hang or burst")
+        raise SystemExit(f"unknown mode {mode!r}: choose loop, hang, burst or steps")
 
 
 if __name__ == "__main__":

@@ -120,3 +120,15 @@ def test_replay_stored_flags_a_collapsed_run_in_the_store(tmp_path):
         assert replay_stored(store, healthy, th).first_flagged_step is None
         assert "write calls/episode 1.14 → 0.00" in store.run(sdpo).flags[COLLAPSE_FLAG]
         assert store.run(healthy).flags == {}
+
+
+def test_the_guard_reads_the_writes_the_tools_carried_out():
+    """Refused write attempts are not tool use that changes state: a policy whose writes are all
+    refused has 0 writes per episode for the guard (rows stored before v4 count attempts)."""
+    from leaderboards.collapse import point_from_episodes
+    from leaderboards.store import EpisodeResult
+
+    refused = [EpisodeResult("1", t, "action", 0.0, write_calls=2, write_calls_succeeded=0) for t in range(3)]
+    old_rows = [EpisodeResult("1", t, "action", 0.0, write_calls=2) for t in range(3)]
+    assert point_from_episodes(1, refused).write_calls == 0.0
+    assert point_from_episodes(1, old_rows).write_calls == 2.0

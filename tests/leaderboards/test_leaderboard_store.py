@@ -17,7 +17,9 @@ from leaderboards.store import (
     EpisodeResult,
     ResultStore,
     SchemaVersionError,
+    StandIns,
     StoreError,
+    TrainStep,
 )
 
 WRITER = Path(__file__).with_name("store_writer.py")
@@ -122,6 +124,58 @@ def test_bad_input_messages(store):
     with pytest.raises(StoreError, match="reward must be a finite number in \\[0, 1\\], got 1.5"):
         EpisodeResult("1", 0, None, 1.5)
     assert store.evaluations(rid) == []
+
+
+def test_stand_ins_round_trip_and_are_checked(store):
+    typed = store.start_run(method="sgcd", env="e", stand_ins=StandIns(user=True, world=True))
+    plain = store.start_run(method="grpo", env="e")
+    assert store.run(typed).stand_ins == StandIns(user=True, world=True)
+    assert store.run(plain).stand_ins == StandIns()
+    with pytest.raises(StoreError, match="stand_ins must be a StandIns, got dict"):
+        store.start_run(method="grpo", env="e", stand_ins={"user": True})
+
+
+def make_step(step: int, **changes) -> TrainStep:
+    values = dict(step=step, reward_mean=0.25 * (step % 5), action_success=None if step % 2 else 0.5,
+                  no_write_success=1.0, write_calls=1.5, episodes=8, updated=step % 3 != 0,
+                  loss=None if step % 3 == 0 else -0.01 * step, groups_kept=step % 3, groups_drawn=4, step_s=2.5)
+    return TrainStep(**{**values, **changes})
+
+
+def test_training_steps_round_trip(store):
+    run_id = store.start_run(method="grpo", env="e")
+    other = store.start_run(method="sgcd", env="e")
+    steps = [make_step(i) for i in (1, 2, 3)]
+    for s in reversed(steps):  # read back by step, whatever the order recorded
+        assert store.record_step(run_id, s) == s.step
+    store.record_step(other, make_step(1, reward_mean=1.0))
+    assert store.steps(run_id) == steps
+    assert store.steps(other) == [make_step(1, reward_mean=1.0)]
+    assert store.steps(store.start_run(method="eval", env="e")) == []
+    back = store.steps(run_id)[2]
+    assert back.updated is False and back.loss is None and back.action_success is None
+    with pytest.raises(StoreError, match="already has a stored training step 2"):
+        store.record_step(run_id, make_step(2))
+    with pytest.raises(StoreError, match="no run with id 999"):
+        store.record_step(999, make_step(1))
+    with pytest.raises(StoreError, match="no run with id 999"):
+        store.steps(999)
+    with pytest.raises(StoreError, match="needs a TrainStep, got dict"):
+        store.record_step(run_id, {"step": 4})
+    assert len(store.steps(run_id)) == 3
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(groups_kept=-1), "groups_kept must be an int >= 0"),
+    (dict(action_success=1.5), "action_success must be a finite number in \\[0, 1\\] or None"),
+    (dict(reward_mean=None), "reward_mean must be a finite number in \\[0, 1\\], got None"),
+    (dict(write_calls=float("nan")), "write_calls must be a finite number >= 0"),
+    (dict(updated=1), "updated must be a bool"),
+    (dict(loss=float("inf")), "loss must be a finite number or None"),
+])
+def test_a_bad_training_step_is_refused(bad, message):
+    with pytest.raises(StoreError, match=message):
+        make_step(1, **bad)
 
 
 def test_newer_schema_version_is_refused(tmp_path):
@@ -255,6 +309,25 @@ def test_reader_sees_only_whole_evaluations_while_a_writer_runs(tmp_path):
         proc.stdout.close()
         proc.stderr.close()
     _assert_intact(db)
+
+
+def test_sigkill_mid_training_keeps_every_finished_step(tmp_path):
+    db = tmp_path / "steps.sqlite"
+    proc = _spawn(db, "steps", 3)
+    try:
+        lines = _read_until(proc, "step 3")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert [ln for ln in lines if ln.startswith("step")] == ["step 1", "step 2", "step 3"]
+    with ResultStore(db) as s:
+        [run] = s.runs()
+        assert run.status == "running"  # killed mid-run
+        assert [st.step for st in s.steps(run.id)] == [1, 2, 3]
+        assert [st.updated for st in s.steps(run.id)] == [True, False, True]
 
 
 def test_several_processes_open_and_write_a_fresh_file_at_once(tmp_path):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from leaderboards.store import EpisodeResult, ResultStore, StoreError
+from leaderboards.store import (SCHEMA_VERSION, STAND_IN_COLUMNS, EpisodeResult, ResultStore, StandIns, StoreError,
+                                TrainStep)
 
 BUDGET_ENV = "SGCD_STORE_WRITE_BUDGET_S"
 
@@ -27,6 +28,10 @@ def make_episodes(n: int) -> list[EpisodeResult]:
                       turns=j, termination="agent_stop")
         for j in range(n)
     ]
+
+
+STEP = TrainStep(step=3, reward_mean=0.25, action_success=None, no_write_success=1.0, write_calls=0.5,
+                 episodes=8, updated=False, loss=None, groups_kept=0, groups_drawn=4, step_s=4.0)
 
 
 def pending_dir(db: Path) -> Path:
@@ -100,20 +105,22 @@ def test_past_the_budget_results_go_to_a_sidecar_merged_exactly_once(tmp_path, m
             kept = store.record_evaluation(run_id, 7, eps, wall_s=3.0, tokens=900)
             eval_s = time.monotonic() - started
             started = time.monotonic()
+            kept_step = store.record_step(run_id, STEP)
             store.flag_run(run_id, "tool_use_collapse", "write calls 2.0 → 0.0")
             store.finish_run(run_id, "finished")
             later_s = time.monotonic() - started
-        assert kept is None  # not stored yet: kept in a sidecar
+        assert kept is None and kept_step is None  # not stored yet: kept in sidecars
         assert eval_s >= 0.9  # it used its retry budget first
         assert later_s < 0.8  # queued behind the pending result without a second budget
-        assert len(store.kept_pending) == 3
+        assert len(store.kept_pending) == 4
     sidecars = sorted(pending_dir(db).glob("*.json"))
     assert sidecars == store.kept_pending
-    assert [json.loads(f.read_text())["kind"] for f in sidecars] == ["evaluation", "flag_run", "finish_run"]
+    assert [json.loads(f.read_text())["kind"] for f in sidecars] == ["evaluation", "step", "flag_run", "finish_run"]
     saved = [f.read_bytes() for f in sidecars]
 
     with ResultStore(db) as store:  # the next open merges them
-        assert store.merged_on_open.merged == 3
+        assert store.merged_on_open.merged == 4
+        assert store.steps(run_id) == [STEP]
         [ev] = store.evaluations(run_id)
         assert (ev.step, ev.split, ev.wall_s, ev.tokens, ev.n_episodes) == (7, "test", 3.0, 900, 12)
         assert sorted(store.episodes(ev.id), key=lambda e: e.turns) == eps
@@ -130,6 +137,7 @@ def test_past_the_budget_results_go_to_a_sidecar_merged_exactly_once(tmp_path, m
         assert store.episode_count(ev.id) == 12
         assert store._conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 12
         assert store._conn.execute("SELECT COUNT(*) FROM run_flags").fetchone()[0] == 1
+        assert store.steps(run_id) == [STEP]
     assert not list(pending_dir(db).glob("*"))
 
 
@@ -155,20 +163,75 @@ def test_an_unreadable_sidecar_is_set_aside_not_deleted(tmp_path):
     assert (pending_dir(db) / (bad.name + ".rejected")).read_text() == "{not json"
 
 
+def as_written_by_version(db: Path, version: int) -> None:
+    """Make a store look like one an older sgcd-bench wrote: drop what later versions added
+    (v2: the sidecars' ``applied_writes``; v3: the typed stand-in columns; v4: ``train_steps`` and
+    the episodes' ``write_calls_succeeded``)."""
+    con = sqlite3.connect(db)
+    if version < 2:
+        con.execute("DROP TABLE IF EXISTS applied_writes")
+    if version < 3:
+        for column in STAND_IN_COLUMNS.values():
+            con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    if version < 4:
+        con.execute("DROP TABLE train_steps")
+        con.execute("ALTER TABLE episodes DROP COLUMN write_calls_succeeded")
+    con.execute(f"PRAGMA user_version = {version}")
+    con.commit()
+    con.close()
+
+
 def test_a_version_1_store_is_migrated_in_place(tmp_path):
     db = tmp_path / "results.sqlite"
     with ResultStore(db) as store:
         run_id = store.start_run(method="grpo", env="e")
         store.record_evaluation(run_id, 0, make_episodes(3), wall_s=1, tokens=1)
-    con = sqlite3.connect(db)  # make it look like a store written before sidecars existed
-    con.execute("DROP TABLE IF EXISTS applied_writes")
-    con.execute("PRAGMA user_version = 1")
-    con.commit()
-    con.close()
+    as_written_by_version(db, 1)
     with ResultStore(db) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         assert store._conn.execute("SELECT COUNT(*) FROM applied_writes").fetchone()[0] == 0
         assert store.episode_count(store.latest_evaluation(run_id).id) == 3
+
+
+def test_a_version_2_store_gets_typed_stand_ins_from_its_labels(tmp_path):
+    db = tmp_path / "results.sqlite"
+    labelled = [
+        dict(user_simulator="scripted-stand-in", summarizer="offline-contrast (stand-in)",
+             config={"prompt_variant": "compact"}),
+        dict(user_simulator="llm:gpt-4.1", summarizer="llm:gpt-4.1", config={"prompt_variant": "faithful"}),
+        dict(env="sgcd_envs/AppWorld-v0", split="fixture", user_simulator="none (env has no user)"),
+        dict(config={"world": "fixture"}),
+    ]
+    with ResultStore(db) as store:
+        ids = [store.start_run(**{"method": "sgcd", "env": "sgcd_envs/Tau3Airline-v0", **run}) for run in labelled]
+        store.record_evaluation(ids[0], 0, make_episodes(3), wall_s=1, tokens=1)
+    as_written_by_version(db, 2)  # stand-ins only in the labels
+    with ResultStore(db) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert [store.run(i).stand_ins for i in ids] == [
+            StandIns(user=True, summarizer=True, prompt=True), StandIns(), StandIns(world=True), StandIns(world=True)]
+        assert store.run(ids[0]).user_simulator == "scripted-stand-in"  # the labels are kept as they were
+        assert store.episode_count(store.latest_evaluation(ids[0]).id) == 3
+
+
+def test_a_version_3_store_gets_an_empty_steps_table(tmp_path):
+    db = tmp_path / "results.sqlite"
+    with ResultStore(db) as store:
+        run_id = store.start_run(method="sgcd", env="e", stand_ins=StandIns(user=True))
+        store.record_evaluation(run_id, 4, make_episodes(3), wall_s=1, tokens=1)
+    as_written_by_version(db, 3)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT name FROM sqlite_master WHERE name = 'train_steps'").fetchone() is None
+    con.close()
+    with ResultStore(db) as store:
+        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.steps(run_id) == []  # stored before v4: no curves, nothing invented
+        assert store.run(run_id).stand_ins == StandIns(user=True)  # v3's columns kept as they were
+        assert store.episode_count(store.latest_evaluation(run_id).id) == 3
+        step = TrainStep(step=1, reward_mean=0.5, action_success=0.0, no_write_success=None, write_calls=2.0,
+                         episodes=4, updated=True, loss=0.1, groups_kept=1, groups_drawn=2, step_s=1.0)
+        store.record_step(run_id, step)  # the migrated store takes steps like a new one
+        assert store.steps(run_id) == [step]
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "nan"])

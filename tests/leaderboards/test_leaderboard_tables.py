@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from leaderboards.collapse import COLLAPSE_FLAG
-from leaderboards.store import EpisodeResult, ResultStore
+from leaderboards.store import EpisodeResult, ResultStore, StandIns
 from leaderboards.tables import export, leaderboard_rows, print_leaderboard, stand_in_notes
 
 TAU = "sgcd_envs/Tau3Airline-v0"
@@ -32,7 +32,7 @@ def tau_episodes(action_passes: dict[str, int], no_write_passes: int, trials: in
 @pytest.fixture
 def store(tmp_path):
     s = ResultStore(tmp_path / "lb.sqlite")
-    common = dict(env=TAU, split="test", user_simulator="scripted (stand-in)", seed=0)
+    common = dict(env=TAU, split="test", user_simulator="scripted (stand-in)", stand_ins=StandIns(user=True), seed=0)
     base = s.start_run(method="do-nothing", **common)
     s.record_evaluation(base, 0, tau_episodes({}, 3, writes=0), wall_s=2.0, tokens=0)
     s.finish_run(base)
@@ -47,7 +47,7 @@ def store(tmp_path):
     llm = s.start_run(method="sgcd", env=TAU, split="test", user_simulator="llm:gpt-4.1",
                       model="Qwen3-0.6B", summarizer="llm:gpt-4.1", seed=1)
     s.record_evaluation(llm, 4, tau_episodes({"0": 1}, 3, trials=1), wall_s=5.0, tokens=500)
-    aw = s.start_run(method="sgcd", env=APPWORLD, split="dev", model="m", config={"world": "fixture"})
+    aw = s.start_run(method="sgcd", env=APPWORLD, split="dev", model="m", stand_ins=StandIns(world=True))
     s.record_evaluation(aw, 1, [EpisodeResult("sa_1", 0, None, 1.0, write_calls=1),
                                 EpisodeResult("sa_2", 0, None, 1.0),
                                 EpisodeResult("sb_1", 0, None, 0.0)], wall_s=3.0, tokens=30)
@@ -89,6 +89,17 @@ def test_stand_in_notes(store):
     assert notes[1] == ("stand-in user",)
     assert notes[4] == ()  # LLM user, LLM summarizer
     assert notes[5] == ("fixture world",)
+
+
+def test_notes_come_from_the_typed_stand_ins_not_the_labels(tmp_path):
+    with ResultStore(tmp_path / "s.sqlite") as s:
+        labelled = s.start_run(method="sgcd", env=TAU, split="fixture", user_simulator="scripted-stand-in",
+                               summarizer="offline-contrast (stand-in)", config={"prompt_variant": "compact"})
+        typed = s.start_run(method="sgcd", env=TAU, user_simulator="llm:x",
+                            stand_ins=StandIns(user=True, summarizer=True, prompt=True, world=True))
+        assert stand_in_notes(s.run(labelled)) == ()
+        assert stand_in_notes(s.run(typed)) == ("stand-in user", "fixture world", "compact prompt",
+                                                "offline summarizer")
 
 
 def test_terminal_table_shows_values_labels_and_captions(store):
@@ -175,7 +186,8 @@ def test_compact_table_moves_shared_settings_to_the_caption(tmp_path):
         for method in ("grpo", "sgcd"):
             rid = s.start_run(method=method, env=TAU, split="train", model="SmolLM2-135M-Instruct",
                               user_simulator="scripted (stand-in)", summarizer="offline-contrast", seed=0,
-                              config={"prompt_variant": "compact"})
+                              config={"prompt_variant": "compact"},
+                              stand_ins=StandIns(user=True, summarizer=True, prompt=True))
             s.record_evaluation(rid, 2, tau_episodes({"0": 1}, 1, trials=1), wall_s=1.0, tokens=10)
         console = Console(record=True, width=160)
         print_leaderboard(s, console=console)

@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from adapters.verl import dataset, launch
-from adapters.verl.trainer import TRAINERS, SGCDTrainerSync, install_trainer
+from adapters.verl.trainer import SGCDTrainerSync, install_trainer, trainer_class
 from verl.trainer.ppo.v1 import get_trainer_cls
 
 
@@ -47,7 +47,26 @@ def test_install_trainer_swaps_the_sync_entry_only() -> None:
         assert install_trainer("sgcd") is SGCDTrainerSync and get_trainer_cls("sync") is SGCDTrainerSync
     finally:
         install_trainer("grpo")
-    assert get_trainer_cls("sync") is TRAINERS["grpo"] is before
+    assert get_trainer_cls("sync") is trainer_class("grpo") is before
+
+
+def test_methods_reach_verl_through_the_registry() -> None:
+    """``algorithm.method`` accepts what ``algorithms.registry`` lists with a verl trainer, and a
+    local-only method is refused by name."""
+    from algorithms.registry import MethodSpec, register_method, unregister_method
+    from algorithms.grpo import grpo_kl_loss
+    from adapters.verl.config import BenchAlgoConfig, verl_methods
+
+    assert verl_methods() == ("grpo", "sgcd", "sdpo")
+    register_method(MethodSpec("local-only", "a toy", local="adapters.local.methods.grpo:GRPO", loss_fn=grpo_kl_loss))
+    try:
+        assert "local-only" not in verl_methods()
+        with pytest.raises(ValueError, match="has no verl trainer"):
+            install_trainer("local-only")
+        with pytest.raises(ValueError, match="algorithm.method='local-only' is not allowed"):
+            BenchAlgoConfig(method="local-only")
+    finally:
+        unregister_method("local-only")
 
 
 def test_dataset_rows_select_the_agent_loop(tmp_path) -> None:

@@ -71,3 +71,22 @@ def test_sdpo_uses_feedback_only_without_a_solution(episodes: list[Episode]) -> 
     assert "db mismatch" in teacher[2][-1]["content"] and "db mismatch" not in teacher[1][-1]["content"]
     _, mask_off = sdpo_teacher_messages(with_fb, use_feedback=False)
     assert mask_off.tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_teacher_envs_are_read_from_the_env_registrations() -> None:
+    from adapters.verl import teacher as te
+
+    tau3 = "sgcd_envs/Tau3Airline-v0"
+    assert te.teacher_tools(tau3) == gymnasium.make(tau3).unwrapped.tool_schemas()
+    assert te.offline_summarizers()[tau3].write_tools == WRITE_TOOLS
+    toy = "sgcd_envs/ToyCode-v0"  # registered here only: never built, its metadata is all the teacher reads
+    sgcd_envs.register_env(toy, entry_point="no_such_module:Env", action_format="code", agent_names=("toy_agent",),
+                           write_tools=("save",))
+    try:
+        assert te.env_id_of({"agent_name": "toy_agent"}) == toy
+        assert te.teacher_tools(toy) is None and te.teacher_env(toy).max_args_chars == 2000
+        assert te.offline_summarizers()[toy].write_tools == {"save"}
+    finally:
+        sgcd_envs.unregister_env(toy)
+    with pytest.raises(ValueError, match="No teacher context for env_id='sgcd_envs/ToyCode-v0'"):
+        te.teacher_env(toy)

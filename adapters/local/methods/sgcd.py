@@ -1,0 +1,110 @@
+"""SGCD: GRPO+KL whose token advantages are reshaped by bounded, detached credit weights.
+
+Before the loss (:meth:`SGCD.prepare`), per kept group with a success and a failure: the
+summarizer turns the sibling contrast into a credit reference, and the teacher context is the
+rollout system prompt with that reference in it (``algorithms.credit_reference.teacher_messages``).
+In the loss, the teacher (the same policy, or its EMA with ``SGCDConfig.teacher="ema"``) is
+teacher-forced on the student's own tokens without grad;
+
+    D_t = KL(π_θ(·|s_t) ‖ π_T(·|s_t, ref)),  H_t = H(π_θ(·|s_t))   (full vocabulary, chunked)
+    s_t = D_t + γ·H_t,  w_t = clip(1 + β(s_t / mean_traj(s) − 1), w_min, w_max)   (detached)
+    L = GRPO+KL loss with A_{i,t} = w_t·A_i       (``algorithms.sgcd``; no distillation term)
+
+A group whose reference is missing (no contrast, or the summarizer failed) keeps w = 1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from algorithms import sgcd
+from algorithms.config import SGCDConfig
+from algorithms.credit_reference import select_siblings, steps_from_messages, teacher_messages
+from algorithms.divergence import reverse_kl_and_entropy
+
+from ..forward import RolloutBatch, generated_hidden, lm_head, pack
+from ..rollout import Episode
+from .base import EMATeacher, LocalMethod, MethodContext, Signal, UpdateInputs
+
+
+class SGCD(LocalMethod):
+    config: SGCDConfig
+
+    def __init__(self, ctx: MethodContext, config: SGCDConfig) -> None:
+        super().__init__(ctx, config)
+        self.teacher = EMATeacher(ctx.model, config.ema_rate) if config.teacher == "ema" else None
+        self.last_credit_weights: torch.Tensor | None = None
+        """The weights of the last micro-batch (inspection and tests)."""
+
+    def prepare(self, episodes: list[Episode], rewards: torch.Tensor, groups: torch.Tensor) -> Signal:
+        """Each episode's teacher context: its group's credit reference in the system prompt."""
+        prefixes: list[list[int] | None] = [None] * len(episodes)
+        by_group: dict[int, list[int]] = {}
+        for i, ep in enumerate(episodes):
+            by_group.setdefault(ep.group, []).append(i)
+        references = 0
+        for rows in by_group.values():
+            best, failed = select_siblings([episodes[i].reward for i in rows])
+            if best is None or not failed:
+                continue
+            steps = [steps_from_messages(episodes[i].env_messages) for i in rows]
+            task_prompt = episodes[rows[0]].messages[0]["content"]
+            ref = self.ctx.summarizer.reference(task_prompt, steps[best], [steps[j] for j in failed])
+            if ref is None:
+                continue  # w = 1 for this group (the summarizer counts the fallback)
+            references += 1
+            system = teacher_messages([{"role": "system", "content": self.ctx.renderer.system}], ref)[0]["content"]
+            ids = self.ctx.renderer.prefix_ids_for(system)
+            for i in rows:
+                prefixes[i] = ids
+        return Signal(prefixes, {"sgcd/groups_with_reference": float(references), "sgcd/groups": float(len(by_group))})
+
+    def loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.ctx.grpo
+        w, w_metrics = self.credit_weights(x.batch, x.hidden.detach(), x.pmask, x.teacher_prefixes)
+        self.last_credit_weights = w
+        loss, m = sgcd.sgcd_loss(x.logp, x.old_logp, x.ref_logp, x.adv, w, x.pmask.float(), eps_lo=cfg.eps_lo,
+                                 eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode,
+                                 **x.denominators())
+        return loss, {**{f"loss/{k}": v for k, v in m.items()}, **{f"sgcd/{k}": v for k, v in w_metrics.items()}}
+
+    def credit_weights(self, batch: RolloutBatch, student_hidden: torch.Tensor, pmask: torch.Tensor,
+                       teacher_prefixes: list[list[int] | None]) -> tuple[torch.Tensor, dict[str, float]]:
+        """w per generated token (N, G): 1 in rows without a teacher context, else from the
+        teacher/student divergence at each of the row's tokens."""
+        cfg = self.config
+        w = torch.ones(pmask.shape, device=pmask.device)
+        teacher_rows = [i for i, p in enumerate(teacher_prefixes) if p is not None]
+        if not teacher_rows:
+            return w, {}
+        teacher = self.ctx.model if self.teacher is None else self.teacher.model
+        sub = RolloutBatch(batch.ids[teacher_rows], batch.attn[teacher_rows], batch.mask[teacher_rows])
+        with torch.no_grad():
+            t_hidden = generated_hidden(teacher, [teacher_prefixes[i] for i in teacher_rows], sub, grad=False)
+        row_of_token = torch.nonzero(batch.mask)[:, 0]
+        sel = torch.isin(row_of_token, torch.tensor(teacher_rows, device=row_of_token.device))
+        kl, ent = reverse_kl_and_entropy(student_hidden[sel], t_hidden, lm_head(self.ctx.model).weight.detach(),
+                                         chunk_size=cfg.chunk_size, vocab_chunk_size=cfg.vocab_chunk_size,
+                                         backend=cfg.divergence_backend)
+        kl_tokens = torch.zeros(student_hidden.shape[0], device=student_hidden.device)
+        ent_tokens = torch.zeros_like(kl_tokens)
+        kl_tokens[sel] = kl.to(kl_tokens.dtype)
+        ent_tokens[sel] = ent.to(ent_tokens.dtype)
+        scores, _ = pack(sgcd.credit_scores(kl_tokens, ent_tokens, gamma=cfg.gamma), batch.mask)
+        rows = torch.tensor(teacher_rows, device=pmask.device)
+        w_rows, metrics = sgcd.credit_weights(scores[rows], pmask[rows].float(), beta=cfg.beta,
+                                              w_min=cfg.w_min, w_max=cfg.w_max)
+        w[rows] = w_rows.to(w.dtype)
+        w = torch.where(pmask, w, torch.ones_like(w))
+        return w, {**metrics, "kl_mean": float(kl.mean()), "entropy_mean": float(ent.mean())}
+
+    def after_step(self) -> None:
+        if self.teacher is not None:
+            self.teacher.update()
+
+    def state_dict(self) -> dict:
+        return {} if self.teacher is None else self.teacher.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state)

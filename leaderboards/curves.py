@@ -1,0 +1,210 @@
+"""Learning curves: the training steps stored with each run, per step and per method.
+
+Four metrics of the step's rollouts (:class:`~leaderboards.store.TrainStep`), one curve per run:
+
+* ``train reward`` — mean verifier reward over every episode rolled out;
+* ``action success`` — pass@1 over the rolled-out action tasks (a step that drew none has no point);
+* ``no-write success`` — pass@1 over the rolled-out no-write tasks (likewise);
+* ``writes / episode`` — write-tool calls per rolled-out episode.
+
+SDPO's tool-use collapse shows here as action success and writes per episode falling while
+no-write success holds. Two renderings of the same curves:
+
+* :func:`terminal_plot` — four small panels side by side (plotext), about 100 columns × 16 rows,
+  one marker per run, with a legend line naming each run's method and seed;
+* :func:`write_png` — a 2 × 2 grid (matplotlib, Agg canvas: no display needed).
+
+Example::
+
+    with ResultStore("runs/results.sqlite") as store:
+        curves = run_curves(store, default_run_ids(store))
+    print(terminal_plot(curves, color=False))
+    write_png(curves, "curves.png")
+
+plotext and matplotlib are imported inside the functions that draw, so the store and the tables
+never load them (nor numpy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+from .store import ResultStore, RunRecord, StoreError, TrainStep
+
+__all__ = [
+    "METRICS",
+    "Curve",
+    "NoStepsError",
+    "default_run_ids",
+    "run_curves",
+    "series",
+    "terminal_plot",
+    "title",
+    "write_png",
+]
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("reward_mean", "train reward"),
+    ("action_success", "action success"),
+    ("no_write_success", "no-write success"),
+    ("write_calls", "writes / episode"),
+)
+"""(:class:`TrainStep` field, panel title), in panel order."""
+
+RATES = frozenset({"reward_mean", "action_success", "no_write_success"})
+"""Metrics in [0, 1]: their axes are fixed to [0, 1] so runs and panels compare at a glance."""
+
+MARKERS = ("•", "x", "+", "o", "*", "#", "%", "@")
+"""Terminal marker of the i-th run (cycled): runs stay apart without colors."""
+
+
+class NoStepsError(StoreError):
+    """A run asked for has no stored training steps (an evaluation-only or baseline run, or one
+    stored before the store kept steps)."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    """The stored training steps of one run, with what its label and the title need."""
+
+    run_id: int
+    method: str
+    env: str
+    seed: int | None
+    steps: tuple[TrainStep, ...]
+
+    @property
+    def label(self) -> str:
+        """``"grpo s0 #3"``: method, seed and run id."""
+        seed = "" if self.seed is None else f" s{self.seed}"
+        return f"{self.method}{seed} #{self.run_id}"
+
+
+def _curve(run: RunRecord, steps: Sequence[TrainStep]) -> Curve:
+    return Curve(run.id, run.method, run.env, run.seed, tuple(steps))
+
+
+def run_curves(store: ResultStore, run_ids: Sequence[int]) -> list[Curve]:
+    """The curves of these runs, in the order given. Raises :class:`StoreError` for an unknown
+    run id and :class:`NoStepsError` for a run without stored steps."""
+    if not run_ids:
+        raise NoStepsError(f"no runs to plot in {store.path}")
+    curves = []
+    for run_id in run_ids:
+        run = store.run(run_id)
+        steps = store.steps(run_id)
+        if not steps:
+            raise NoStepsError(f"run {run_id} ({run.method} on {run.env}) has no stored training steps in "
+                               f"{store.path}; only `compare` and `train` runs have learning curves")
+        curves.append(_curve(run, steps))
+    return curves
+
+
+def default_run_ids(store: ResultStore) -> list[int]:
+    """The runs ``sgcd-bench plot`` draws when none are named: in the environment of the newest
+    run with stored steps, the newest such run of each method (ordered by method)."""
+    trained = [run for run in store.runs() if store.steps(run.id)]
+    if not trained:
+        raise NoStepsError(f"no run in {store.path} has stored training steps; run `sgcd-bench compare` first")
+    env = trained[-1].env
+    latest = {run.method: run.id for run in trained if run.env == env}  # runs() is oldest first
+    return [latest[m] for m in sorted(latest)]
+
+
+def series(curve: Curve, metric: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric of a curve, leaving out the steps where it is ``None``."""
+    if metric not in dict(METRICS):
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(m for m, _ in METRICS)}")
+    points = [(s.step, getattr(s, metric)) for s in curve.steps if getattr(s, metric) is not None]
+    return [x for x, _ in points], [float(y) for _, y in points]
+
+
+def title(curves: Sequence[Curve]) -> str:
+    """``"learning curves · sgcd_envs/Tau3Airline-v0 · seeds 0, 1"``."""
+    envs = sorted({c.env for c in curves})
+    seeds = sorted({c.seed for c in curves if c.seed is not None})
+    seed_part = f" · seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds else ""
+    return f"learning curves · {', '.join(envs)}{seed_part}"
+
+
+def _int_ticks(curves: Sequence[Curve], n: int = 3) -> list[int]:
+    """Up to ``n`` whole steps spread over the steps of every curve."""
+    steps = sorted({s.step for c in curves for s in c.steps})
+    lo, hi = steps[0], steps[-1]
+    if hi - lo < n:
+        return list(range(lo, hi + 1))
+    return sorted({round(lo + i * (hi - lo) / (n - 1)) for i in range(n)})
+
+
+def terminal_plot(curves: Sequence[Curve], *, width: int = 100, height: int = 16, color: bool = True) -> str:
+    """The curves as text: a title line, four panels side by side (one per metric, one marker
+    and colour per run), and a legend line; ``width`` × ``height`` characters in all. With
+    ``color=False`` the text has no ANSI codes."""
+    import plotext
+
+    if not curves:
+        raise ValueError("terminal_plot needs at least one curve")
+    if width < 60 or height < 8:
+        raise ValueError(f"terminal_plot needs at least 60 × 8 characters, got {width} × {height}")
+    plotext.terminal.limit(False, False)  # the size asked for, not the (maybe absent) terminal's
+    fig = plotext.figure  # plotext draws on one module-level figure: start it afresh
+    fig.clear()
+    fig.subplots(1, len(METRICS))
+    fig.theme("simple")  # colour on the signals only
+    fig.canvas("default")  # and no painted background: the terminal's own shows through
+    fig.plot_size(width, height - 2)  # the title and legend lines take the other two
+    ticks = _int_ticks(curves)
+    for col, (metric, name) in enumerate(METRICS, start=1):
+        panel = fig.subplot(1, col)
+        panel.title(name)
+        panel.legend(False)  # one shared legend line below: a legend per panel would hide the data
+        panel.ruler("x").ticks(ticks, [str(t) for t in ticks])
+        top = 1.0 if metric in RATES else max([1.0] + [v for c in curves for v in series(c, metric)[1]])
+        panel.ruler("y").lim(0.0, top)
+        for i, curve in enumerate(curves):
+            xs, ys = series(curve, metric)
+            if xs:
+                panel.draw(panel.signal(xs, ys, marker=MARKERS[i % len(MARKERS)]))
+    text = str(fig.build())
+    fig.clear()
+    plotext.terminal.clear()
+    if not color:
+        text = plotext.uncolorize(text)
+    legend = "   ".join(f"{MARKERS[i % len(MARKERS)]} {c.label}" for i, c in enumerate(curves))
+    return "\n".join([title(curves), text.rstrip("\n"), legend])
+
+
+def write_png(curves: Sequence[Curve], path: str | PathLike[str], *, dpi: int = 100) -> Path:
+    """Write the curves as a PNG: a 2 × 2 grid (train reward, action success, no-write success,
+    writes / episode against the step), one line per run, titled with the env and the seeds.
+    Returns the path; ``OSError`` when the file cannot be written."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not curves:
+        raise ValueError("write_png needs at least one curve")
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    FigureCanvasAgg(fig)  # a canvas of its own: no pyplot state, no display
+    axes = fig.subplots(2, 2, sharex=True).flatten()
+    for ax, (metric, name) in zip(axes, METRICS):
+        for curve in curves:
+            xs, ys = series(curve, metric)
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=curve.label)
+        ax.set_title(name)
+        if metric in RATES:
+            ax.set_ylim(-0.03, 1.03)
+        else:
+            ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    for ax in axes[2:]:
+        ax.set_xlabel("training step")
+    axes[0].xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
+    fig.suptitle(title(curves))
+    out = Path(path)
+    fig.savefig(out, format="png", dpi=dpi)
+    return out

@@ -1,0 +1,96 @@
+"""Learning curves through the real CLI: `compare --plot`, `sgcd-bench plot`, `leaderboard --plot`,
+and their one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leaderboards.store import ResultStore, TrainStep
+from tests.cli.helpers import invoke, one_line_error, only_an_error_line
+from tests.local.helpers import tiny_llama
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 10_000
+
+
+@pytest.fixture
+def store_dir(tmp_path) -> tuple[Path, int, int]:
+    """OUT with one trained run (two steps) and one evaluation-only run: (out, trained, eval)."""
+    out = tmp_path / "runs"
+    with ResultStore(out / "results.sqlite") as store:
+        trained = store.start_run(method="grpo", env="sgcd_envs/Tau3Airline-v0", seed=0)
+        for i in (1, 2):
+            store.record_step(trained, TrainStep(step=i, reward_mean=0.5, action_success=None, no_write_success=1.0,
+                                                 write_calls=0.0, episodes=4, updated=False, loss=None,
+                                                 groups_kept=0, groups_drawn=2, step_s=0.5))
+        evaluated = store.start_run(method="eval", env="sgcd_envs/Tau3Airline-v0", seed=0)
+    return out, trained, evaluated
+
+
+def test_plot_help():
+    result = invoke("plot", "--help")
+    assert result.exit_code == 0 and "--file" in result.output
+
+
+def test_plot_redraws_a_stored_run(store_dir, tmp_path):
+    out, trained, _ = store_dir
+    result = invoke("plot", str(trained), "--out", str(out), "--file", str(tmp_path / "c.png"))
+    assert result.exit_code == 0, result.output
+    assert f"grpo s0 #{trained}" in result.output and "no-write success" in result.output
+    assert is_png(tmp_path / "c.png")
+    default = invoke("plot", "--out", str(out))  # the newest run of each method, into OUT/curves.png
+    assert default.exit_code == 0, default.output
+    assert is_png(out / "curves.png")
+
+
+def test_plot_bad_input_is_one_line(store_dir, tmp_path):
+    out, trained, evaluated = store_dir
+    one_line_error(invoke("plot", "999", "--out", str(out)), "no run with id 999")
+    one_line_error(invoke("plot", str(evaluated), "--out", str(out)), f"run {evaluated} (eval on",
+                   "has no stored training steps")
+    only_an_error_line(invoke("plot", str(trained), "--out", str(out), "--file", str(tmp_path / "c.svg")),
+                       "--file", "use a .png file name")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    only_an_error_line(invoke("plot", str(trained), "--out", str(out), "--file", str(blocker / "c.png")),
+                       "--file", "is a file, not a folder")
+    only_an_error_line(invoke("plot", "--out", str(tmp_path / "empty")), "no results at")
+
+
+def test_leaderboard_plot_of_runs_without_steps_is_one_line(tmp_path):
+    out = tmp_path / "runs"
+    with ResultStore(out / "results.sqlite") as store:
+        run_id = store.start_run(method="eval", env="sgcd_envs/Tau3Airline-v0")
+        from leaderboards.store import EpisodeResult
+
+        store.record_evaluation(run_id, 0, [EpisodeResult("0", 0, "action", 0.0)], wall_s=1, tokens=1)
+    one_line_error(invoke("leaderboard", "--out", str(out), "--plot", str(tmp_path / "c.png")),
+                   "none of the runs shown has stored training steps")
+
+
+def test_compare_plots_its_curves_and_plot_redraws_them(tmp_path, tokenizer):
+    model_dir = tmp_path / "tiny"
+    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out, png = tmp_path / "runs", tmp_path / "compare.png"
+    result = invoke("compare", "grpo", "--model", str(model_dir), "--out", str(out), "--no-baseline",
+                    "--steps", "2", "--group-size", "2", "--max-turns", "1", "--max-new-tokens", "3",
+                    "--eval-tasks", "2", "--plot", str(png))
+    assert result.exit_code == 0, result.output
+    board, curves = result.output.index("leaderboard"), result.output.index("learning curves")
+    assert board < curves  # the curves come after the table
+    assert "grpo s0 #1" in result.output and "writes / episode" in result.output
+    assert is_png(png)
+    with ResultStore(out / "results.sqlite") as store:
+        assert [s.step for s in store.steps(1)] == [1, 2]
+    redrawn = invoke("plot", "1", "--out", str(out), "--file", str(tmp_path / "again.png"))
+    assert redrawn.exit_code == 0, redrawn.output
+    assert "grpo s0 #1" in redrawn.output and is_png(tmp_path / "again.png")
+    listed = invoke("leaderboard", "--out", str(out), "--plot", str(tmp_path / "board.png"))
+    assert listed.exit_code == 0, listed.output
+    assert is_png(tmp_path / "board.png")
