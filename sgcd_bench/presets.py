@@ -1,11 +1,11 @@
 """Named run presets: every size of a run in one place, printed at the start of each run.
 
-``cpu`` is the embedded default: sized so that ``sgcd-bench compare grpo sgcd sdpo`` trains
-all three methods and prints the leaderboard in about 9 minutes on a 2-core machine with
-SmolLM2-135M. It uses the compact prompt variant and the scripted stand-in user, so its
-numbers show that the pipeline works end to end; they are not benchmark numbers.
-``gpu`` is for one GPU and a real model (``--model PATH``): the faithful prompt, larger
-groups and batches, three evaluation trials.
+``cpu`` is the embedded default, for a 2-core machine and SmolLM2-135M: the tiny-shop testbed
+(``sgcd_envs/TinyShop-v0``, its own deterministic user, the faithful prompt: no stand-in), a warm
+start that clones 32 reference trajectories (cached after the first run), then a few RL steps per
+method; budgets fit the env's longest reference episode (6 turns × 48 tokens). Its numbers are
+the testbed's own, a toy, not a benchmark. ``gpu`` is for one GPU and a real model
+(``--model PATH``) on τ³-airline: larger groups and batches, three evaluation trials.
 """
 
 from __future__ import annotations
@@ -74,19 +74,22 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         name="cpu",
-        loop=LoopSettings(steps=2, max_turns=3, max_new_tokens=32, temperature=1.0),
-        grpo=GRPOConfig(group_size=6, lr=1e-5),
-        sampling=DynamicSamplingConfig(groups_per_batch=1, oversample_factor=3.0, max_rounds=2),
+        loop=LoopSettings(steps=4, max_turns=6, max_new_tokens=48, temperature=1.0),
+        grpo=GRPOConfig(group_size=4, lr=1e-5),
+        sampling=DynamicSamplingConfig(groups_per_batch=2, oversample_factor=2.0, max_rounds=2),
         sgcd=SGCDConfig(),
         sdpo=SDPOConfig(),
-        prompt_variant="compact",
+        prompt_variant="faithful",
         train_split="train",
         eval_split="test",
-        eval_tasks=None,
+        eval_tasks=20,
         eval_trials=1,
         eval_temperature=0.0,
         device="cpu",
         scripted_user_turns=2,
+        env="tiny-shop",
+        warm_start=SFTSettings(demos=32, held_out=8, epochs=2, lr=3e-4),
+        torch_threads=2,
     ),
     "gpu": Preset(
         name="gpu",
@@ -104,6 +107,7 @@ PRESETS: dict[str, Preset] = {
         eval_temperature=1.0,
         device="cuda",
         scripted_user_turns=10,
+        env="tau3-airline",
     ),
 }
 

@@ -30,8 +30,6 @@ class WarmStart:
     report: SFTReport | None
     cached: bool
     path: str
-    train_success: float | None = None
-    """Success rate on sampled train tasks at the rollout temperature (None: not measured)."""
 
 
 def warm_start(base: LoadedModel, pieces: Pieces, settings: SFTSettings, *, cache_dir, console: Console,
@@ -63,24 +61,24 @@ def warm_start(base: LoadedModel, pieces: Pieces, settings: SFTSettings, *, cach
                                  on_epoch=lambda e, loss: console.print(f"  sft epoch {e}/{settings.epochs}: "
                                                                         f"loss {loss:.3f}", highlight=False))
         report.dropped = dropped
+        loaded = LoadedModel(model, base.tokenizer, f"{base.name}+sft:{key}")
+        if measure_tasks:  # measured once, when made; a cached warm start reads it from its report
+            report.train_success = success_rate(loaded, pieces, measure_tasks)
         save_warm_start(model, base.tokenizer, target, report)
-        result = WarmStart(LoadedModel(model, base.tokenizer, f"{base.name}+sft:{key}"), report, False, str(target))
-    if measure_tasks:
-        result = measure(result, pieces, measure_tasks)
+        result = WarmStart(loaded, report, False, str(target))
     return result
 
 
-def measure(result: WarmStart, pieces: Pieces, tasks: int) -> WarmStart:
-    """The warm start's success rate on ``tasks`` train tasks, one sample each at the rollout temperature."""
+def success_rate(policy: LoadedModel, pieces: Pieces, tasks: int) -> float:
+    """Success rate on ``tasks`` sampled train tasks, one episode each at the rollout temperature."""
     preset = pieces.preset
-    engine = policy_engine(result.model, pieces, result.model.model, preset.train_split, preset.loop.temperature)
+    engine = policy_engine(policy, pieces, policy.model, preset.train_split, preset.loop.temperature)
     ids = task_ids(pieces.make_env, preset.train_split, None)
     picks = random.Random(10_007).sample(ids, min(tasks, len(ids)))
-    result.model.model.eval()
+    policy.model.eval()
     with torch.no_grad():
         episodes, _ = engine.run(picks, 1, seed=preset.loop.seed)
-    return WarmStart(result.model, result.report, result.cached, result.path,
-                     sum(ep.reward >= 1 for ep in episodes) / max(len(episodes), 1))
+    return sum(ep.reward >= 1 for ep in episodes) / max(len(episodes), 1)
 
 
 def describe(result: WarmStart) -> str:
@@ -93,9 +91,9 @@ def describe(result: WarmStart) -> str:
         if r.held_out_before is not None:
             parts.append(f"held-out loss {r.held_out_before:.3f} → {r.held_out_after:.3f} ({r.held_out} demos)")
         parts.append(f"{r.seconds:.0f} s")
-    if result.train_success is not None:
-        parts.append(f"train success {result.train_success:.2f} (sampled)")
+        if r.train_success is not None:
+            parts.append(f"train success {r.train_success:.2f} (sampled, T = rollout temperature)")
     return " · ".join(parts)
 
 
-__all__ = ["WarmStart", "describe", "measure", "warm_start"]
+__all__ = ["WarmStart", "describe", "success_rate", "warm_start"]

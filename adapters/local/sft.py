@@ -70,6 +70,8 @@ class SFTReport:
     tokens: int = 0
     """Assistant tokens per epoch."""
     seconds: float = 0.0
+    train_success: float | None = None
+    """Success rate of the cloned policy on sampled train tasks at the rollout temperature."""
 
 
 def fits(engine: RolloutEngine, turns: Sequence[str]) -> bool:

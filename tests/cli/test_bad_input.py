@@ -39,8 +39,8 @@ def unwritable_dir() -> Path:
 @pytest.mark.parametrize("split, needle", [("nosuchsplit", "Choose one of: train, test, all"),
                                            ("tset", "Did you mean 'test'?")])
 def test_eval_unknown_split(tmp_path, model, split, needle):
-    only_an_error_line(invoke("eval", "--split", split, "--model", model, "--out", str(tmp_path / "runs")),
-                       f"--split {split}", f"Unknown split '{split}'", needle)
+    only_an_error_line(invoke("eval", "--env", "tau3-airline", "--split", split, "--model", model, "--out",
+                              str(tmp_path / "runs")), f"--split {split}", f"Unknown split '{split}'", needle)
 
 
 def test_compare_unknown_eval_split(tmp_path, model):

@@ -73,7 +73,8 @@ def test_compare_end_to_end_with_a_tiny_model(tmp_path, tokenizer):
     out = tmp_path / "runs"
     result = invoke("compare", "grpo", "sgcd", "sdpo", "--model", str(model_dir), "--out", str(out),
                     "--steps", "1", "--group-size", "2", "--max-turns", "1", "--max-new-tokens", "3",
-                    "--eval-tasks", "2", "--rollout-batch-groups", "1")
+                    "--eval-tasks", "2", "--rollout-batch-groups", "1", "--env", "tau3-airline", "--prompt", "compact",
+                    "--no-warm-start")
     assert result.exit_code == 0, result.output
     assert "rollouts 1 group(s) at a time" in result.output
     assert "leaderboard" in result.output and "baseline" in result.output and "reference" in result.output

@@ -80,7 +80,7 @@ def test_compare_plots_its_curves_and_plot_redraws_them(tmp_path, tokenizer):
     out, png = tmp_path / "runs", tmp_path / "compare.png"
     result = invoke("compare", "grpo", "--model", str(model_dir), "--out", str(out), "--no-baseline",
                     "--steps", "2", "--group-size", "2", "--max-turns", "1", "--max-new-tokens", "3",
-                    "--eval-tasks", "2", "--plot", str(png))
+                    "--eval-tasks", "2", "--plot", str(png), "--no-warm-start")
     assert result.exit_code == 0, result.output
     board, curves = result.output.index("leaderboard"), result.output.index("learning curves")
     assert board < curves  # the curves come after the table

@@ -34,6 +34,6 @@ def test_each_env_gets_its_own_write_tools_and_user_from_its_registration(tmp_pa
     assert tau3.summarizer.write_tools == WRITE_TOOLS and tau3.user_is_stand_in
     assert appworld.summarizer.write_tools == frozenset()  # built without AppWorld's venv
     assert appworld.user_label == "none (env has no user)" and not appworld.user_is_stand_in
-    fixture = make_pieces(with_overrides(cpu, eval_split="fixture"), "sgcd_envs/AppWorld-v0", llm_user=None,
-                          llm_summarizer=None, cache_dir=tmp_path)
+    fixture = make_pieces(with_overrides(cpu, eval_split="fixture", prompt_variant="compact"), "sgcd_envs/AppWorld-v0",
+                          llm_user=None, llm_summarizer=None, cache_dir=tmp_path)
     assert fixture.stand_ins(prompt=True, summarizer=True) == StandIns(summarizer=True, prompt=True, world=True)

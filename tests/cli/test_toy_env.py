@@ -149,7 +149,7 @@ def test_eval_and_compare_on_a_toy_env(toy_env, model_dir, tmp_path):
     with ResultStore(out / "results.sqlite") as store:
         runs = store.runs(env=toy_env)
         assert [r.method for r in runs] == ["eval", "do-nothing", "grpo"]
-        assert {r.stand_ins for r in runs} == {StandIns(user=True, prompt=True), StandIns(user=True)}
+        assert {r.stand_ins for r in runs} == {StandIns(user=True)}  # the cpu preset's prompt is the faithful one
         baseline = store.episodes(store.latest_evaluation(runs[1].id).id)
     assert [(e.task_id, e.category, e.reward, e.db_match, e.write_calls) for e in baseline] == [
         ("e1", "action", 0.0, False, 0), ("e2", "no_write", 1.0, True, 0)]

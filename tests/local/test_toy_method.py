@@ -72,7 +72,7 @@ def test_the_cli_compares_a_registered_method(toy_method, tmp_path, tokenizer):
     out = tmp_path / "runs"
     result = invoke("compare", "grpo", toy_method, "--model", str(model_dir), "--out", str(out), "--steps", "1",
                     "--group-size", "2", "--max-turns", "1", "--max-new-tokens", "3", "--eval-tasks", "2",
-                    "--no-baseline")
+                    "--no-baseline", "--no-warm-start")
     assert result.exit_code == 0, result.output
     assert f"train {toy_method}" in result.output and toy_method in result.output.split("leaderboard")[-1]
     with sqlite3.connect(out / "results.sqlite") as db:
