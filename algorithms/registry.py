@@ -3,7 +3,7 @@
 This is the one list of methods. The CLI validates ``--method`` against it, the local trainer
 builds the method's part of the step from ``spec.local``, and the verl plugin installs
 ``spec.verl`` as verl's sync trainer. Entry points are ``"module:attribute"`` strings resolved
-on use (:func:`load_entry_point`), so this module keeps importing only torch.
+on use (``sgcd_common.load_entry_point``), so this module keeps importing only torch.
 
 Adding a method = one module with its local part (a subclass of
 ``adapters.local.methods.LocalMethod``) + one :func:`register_method` call.
@@ -11,7 +11,6 @@ Adding a method = one module with its local part (a subclass of
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -24,7 +23,7 @@ from algorithms.sdpo import sdpo_loss
 from algorithms.sgcd import sgcd_loss
 from sgcd_common import unknown_choice
 
-__all__ = ["METHODS", "MethodSpec", "get_method", "load_entry_point", "register_method", "unregister_method"]
+__all__ = ["METHODS", "MethodSpec", "get_method", "register_method", "unregister_method"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -87,12 +86,6 @@ def get_method(name: str) -> MethodSpec:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownMethodError(unknown_choice("method", name, _REGISTRY)) from None
-
-
-def load_entry_point(path: str) -> Any:
-    """``"package.module:Attribute"`` → the attribute (imports the module)."""
-    module, _, attribute = path.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 register_method(MethodSpec(

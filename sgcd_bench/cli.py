@@ -123,14 +123,13 @@ PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Also write the 
                                                                 "no-write success, writes per episode, per step) to this PNG file.")]
 
 
-def open_session(ctx: typer.Context, **kwargs: Any) -> Session:
+def open_session(ctx: typer.Context, *, fixed: dict[str, Any] | None = None, **kwargs: Any) -> Session:
     """The command's options as one ``RunOptions``, checked and loaded (``sgcd_bench.session``);
     any bad input ends the command with one line."""
     from sgcd_bench.session import RunOptions, open_session
 
-    fixed = kwargs.pop("fixed", {})
     with one_line_errors():
-        return open_session(RunOptions.from_params(ctx.params, **fixed), console, **kwargs)
+        return open_session(RunOptions.from_params(ctx.params, **(fixed or {})), console, **kwargs)
 
 
 # ----------------------------------------------------------------------------- commands

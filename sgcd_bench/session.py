@@ -20,7 +20,7 @@ from sgcd_bench import preflight
 
 PRESET_OVERRIDES = ("seed", "steps", "group_size", "groups_per_batch", "max_turns", "max_new_tokens", "lr",
                     "micro_batch_groups", "rollout_batch_groups", "activation_checkpointing", "eval_tasks",
-                    "eval_trials", "eval_split", "device", "warm_start", "sft_demos", "sft_epochs", "sft_lr", "torch_threads")
+                    "eval_trials", "eval_split", "device", "warm_start", "sft_demos", "sft_epochs", "sft_lr")
 """Options that override a preset size of the same name (None keeps the preset's)."""
 
 
@@ -71,7 +71,7 @@ class RunOptions:
         return cls(**values)
 
     def preset_overrides(self) -> dict[str, Any]:
-        return {**{name: getattr(self, name) for name in PRESET_OVERRIDES if name != "torch_threads"},
+        return {**{name: getattr(self, name) for name in PRESET_OVERRIDES},
                 "prompt_variant": self.prompt, "torch_threads": self.threads}
 
 

@@ -9,6 +9,7 @@ prompt, the budgets and the settings), like the converted embedded model: a seco
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -38,8 +39,7 @@ def warm_start(base: LoadedModel, pieces: Pieces, settings: SFTSettings, *, cach
     cached result of the same clone); ``base`` itself is untouched."""
     preset, entry = pieces.preset, pieces.entry
     split = preset.train_split
-    model = copy.deepcopy(base.model)
-    engine = policy_engine(base, pieces, model, split, preset.loop.temperature)
+    engine = policy_engine(base, pieces, base.model, split, preset.loop.temperature)
     budget = f"turns={preset.loop.max_turns},tokens={preset.loop.max_new_tokens}"
     key = warm_start_key(base.name, pieces.env_id, settings, engine.renderer.system + budget)
     target = cache_dir / "sft" / key
@@ -48,6 +48,8 @@ def warm_start(base: LoadedModel, pieces: Pieces, settings: SFTSettings, *, cach
         loaded = LoadedModel(loaded.model, loaded.tokenizer, f"{base.name}+sft:{key}")
         result = WarmStart(loaded, read_report(target), True, str(target))
     else:
+        model = copy.deepcopy(base.model)
+        engine = dataclasses.replace(engine, model=model)
         ids = task_ids(pieces.make_env, split, None)
         picks = random.Random(settings.seed).sample(ids, min(len(ids), settings.demos + settings.held_out))
         turns_of = lambda task_id: entry.demonstration(task_id, split)  # noqa: E731

@@ -9,14 +9,13 @@ and listing the envs needs no env's dependencies (AppWorld's venv included).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import gymnasium as gym
 
-from sgcd_common import did_you_mean
+from sgcd_common import did_you_mean, load_entry_point
 from .outcome import TASK_CATEGORIES
 
 T = TypeVar("T")
@@ -30,10 +29,7 @@ class UnknownEnvError(gym.error.NameNotFound):
 
 def resolved(value: T | str) -> T:
     """``value``, or the object a ``"module:NAME"`` reference names (imported now)."""
-    if not isinstance(value, str):
-        return value
-    module, _, name = value.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return load_entry_point(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ from adapters.verl.teacher import (
     sgcd_teacher_messages,
     teacher_tools,
 )
-from algorithms.registry import get_method, load_entry_point
+from algorithms.registry import get_method
+from sgcd_common import load_entry_point
 
 TEACHER_KEY_SUFFIX = "::sgcd_teacher"
 

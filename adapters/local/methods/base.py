@@ -23,7 +23,8 @@ import torch
 
 from algorithms import sdpo
 from algorithms.config import GRPOConfig
-from algorithms.registry import MethodSpec, get_method, load_entry_point
+from algorithms.registry import MethodSpec, get_method
+from sgcd_common import load_entry_point
 
 from ..forward import RolloutBatch
 from ..prompting import ChatRenderer
