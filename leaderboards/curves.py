@@ -37,8 +37,10 @@ from .store import ResultStore, RunRecord, StoreError, TrainStep
 __all__ = [
     "METRICS",
     "Curve",
+    "Learning",
     "NoStepsError",
     "default_run_ids",
+    "learning",
     "run_curves",
     "series",
     "terminal_plot",
@@ -175,6 +177,57 @@ def terminal_plot(curves: Sequence[Curve], *, width: int = 100, height: int = 16
         text = plotext.uncolorize(text)
     legend = "   ".join(f"{MARKERS[i % len(MARKERS)]} {c.label}" for i, c in enumerate(curves))
     return "\n".join([title(curves), text.rstrip("\n"), legend])
+
+
+@dataclass(frozen=True)
+class Learning:
+    """How one method's train reward moved in its runs (one per seed): the first step's reward
+    against the mean of the last ``last`` steps."""
+
+    method: str
+    seeds: tuple[int | None, ...]
+    first: tuple[float, ...]
+    """Step 1's train reward, per run."""
+    final: tuple[float, ...]
+    """Mean train reward of the last steps, per run."""
+    last: int
+
+    @property
+    def gains(self) -> tuple[float, ...]:
+        """``final − first`` per run."""
+        return tuple(b - a for a, b in zip(self.first, self.final))
+
+    @property
+    def mean_gain(self) -> float:
+        return sum(self.gains) / len(self.gains)
+
+    @property
+    def spread(self) -> float:
+        """Range of the gain across runs, max − min (0 with one run)."""
+        return max(self.gains) - min(self.gains)
+
+    @property
+    def learns(self) -> bool | None:
+        """Whether the mean gain exceeds the spread across seeds (None with fewer than 2 runs:
+        one seed cannot say)."""
+        return None if len(self.gains) < 2 else self.mean_gain > self.spread
+
+
+def learning(curves: Sequence[Curve], *, last: int = 2) -> list[Learning]:
+    """Per method (in order of first appearance), its runs' first-step and last-``last``-steps
+    train reward; runs with fewer than ``last + 1`` steps are left out (no first and last apart)."""
+    if last < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
+    by_method: dict[str, list[Curve]] = {}
+    for curve in curves:
+        if len(curve.steps) > last:
+            by_method.setdefault(curve.method, []).append(curve)
+    out = []
+    for method, runs in by_method.items():
+        firsts = tuple(float(c.steps[0].reward_mean) for c in runs)
+        finals = tuple(sum(float(s.reward_mean) for s in c.steps[-last:]) / last for c in runs)
+        out.append(Learning(method, tuple(c.seed for c in runs), firsts, finals, last))
+    return out
 
 
 def write_png(curves: Sequence[Curve], path: str | PathLike[str], *, dpi: int = 100) -> Path:

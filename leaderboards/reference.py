@@ -29,6 +29,10 @@ class ReferenceResult:
     pass_at_1: float | None = None
     action_pass: float | None = None
     tgc: float | None = None
+    n_tasks: int | None = None
+    """Tasks the paper evaluated (None: not reported, shown as "—")."""
+    trials: int | None = None
+    """Trials per task the paper ran (None: not reported)."""
     note: str = ""
     source: str = CITATION
 

@@ -28,7 +28,15 @@ One database file holds every run of every method and environment. Guarantees:
   written by a newer sgcd-bench raises :class:`SchemaVersionError` instead of guessing; an older
   one is migrated in place, in one transaction (v1 → v2: ``applied_writes``; v2 → v3: the typed
   :class:`StandIns` of each run, derived once from its labels; v3 → v4: ``train_steps``, empty for
-  the runs stored before).
+  the runs stored before; v4 → v5: ``runs.owner``).
+* **Dead runs are marked.** A run records its owner process (``host:pid:start``,
+  :mod:`leaderboards.liveness`). A command that was SIGKILLed or lost its machine cannot close its
+  run; the next open of the store finds a ``running`` run whose owner on this host is gone, marks
+  it ``failed`` with the flag ``died`` and keeps every finished step and evaluation
+  (:attr:`ResultStore.dead_on_open`).
+* **Resumable runs.** :meth:`ResultStore.reopen_run` sets a run back to ``running`` under the
+  resuming process; :meth:`ResultStore.drop_steps_after` forgets the steps past the checkpoint a
+  run resumes from.
 * **Learning curves.** :meth:`ResultStore.record_step` stores one :class:`TrainStep` per training
   step in its own transaction, so a run killed mid-training keeps every finished step
   (:meth:`ResultStore.steps` reads them back).
@@ -64,9 +72,13 @@ from typing import Any, Literal, TypeVar
 
 from sgcd_common import did_you_mean
 
+from .liveness import owner_alive, owner_token
+
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "CATEGORIES",
+    "DIED_FLAG",
+    "DeadRun",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "WRITE_BUDGET_ENV",
@@ -88,7 +100,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version written to ``PRAGMA user_version``; bump it with a migration on any schema change."""
 
 RUN_STATUSES = ("running", "finished", "failed")
@@ -420,6 +432,19 @@ class PendingMerge:
 
 
 @dataclass(frozen=True)
+class DeadRun:
+    """A ``running`` run whose owner process was gone, marked failed by :meth:`ResultStore.mark_dead_runs`."""
+
+    run_id: int
+    method: str
+    reason: str
+
+
+DIED_FLAG = "died"
+"""Flag of a run whose process ended without closing it."""
+
+
+@dataclass(frozen=True)
 class StandIns:
     """Which parts of a run's setting are stand-ins, so its numbers are not benchmark numbers."""
 
@@ -531,7 +556,8 @@ CREATE TABLE train_steps (
 
 _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _APPLIED_WRITES, 2: _add_stand_ins,
-    3: _TRAIN_STEPS + "ALTER TABLE episodes ADD COLUMN write_calls_succeeded INTEGER;\n"}
+    3: _TRAIN_STEPS + "ALTER TABLE episodes ADD COLUMN write_calls_succeeded INTEGER;\n",
+    4: "ALTER TABLE runs ADD COLUMN owner TEXT;\n"}
 """Schema version → what takes it to the next version: statements, or a function of the connection."""
 
 _SCHEMA = """
@@ -553,7 +579,8 @@ CREATE TABLE runs (
     stand_in_user INTEGER NOT NULL DEFAULT 0,
     stand_in_summarizer INTEGER NOT NULL DEFAULT 0,
     stand_in_prompt INTEGER NOT NULL DEFAULT 0,
-    stand_in_world INTEGER NOT NULL DEFAULT 0
+    stand_in_world INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
 );
 CREATE TABLE run_flags (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -646,6 +673,7 @@ class ResultStore:
         # One attempt only: a command that just reads must not wait out someone's lock; what
         # is left waits for this store's next write or the next command.
         self.merged_on_open: PendingMerge = self.merge_pending(budget_s=self._timeout_s)
+        self.dead_on_open: list[DeadRun] = self.mark_dead_runs(budget_s=self._timeout_s)
 
     # -- lifecycle
     def close(self) -> None:
@@ -732,6 +760,7 @@ class ResultStore:
                          "merges them")
         if m.rejected:
             lines.append(f"store: {m.rejected} kept result(s) could not be merged; see {where}/*.rejected")
+        lines += [f"store: run #{d.run_id} ({d.method}) died: {d.reason}; marked failed" for d in self.dead_on_open]
         return lines
 
     def kept_notice(self) -> str | None:
@@ -779,9 +808,10 @@ class ResultStore:
             raise StoreError(f"start_run config must be JSON-serialisable: {e}") from None
         row = (_now(), "running", fields_["method"], fields_["env"], fields_.get("split"),
                fields_.get("model"), fields_.get("user_simulator"), fields_.get("summarizer"),
-               fields_.get("preset"), seed, fields_.get("commit"), config_json, *_stand_in_values(stand_ins))
+               fields_.get("preset"), seed, fields_.get("commit"), config_json, *_stand_in_values(stand_ins),
+               owner_token())
         columns = ('created, status, method, env, split, model, user_simulator, summarizer, preset, seed, '
-                   '"commit", config, ' + ", ".join(STAND_IN_COLUMNS.values()))
+                   '"commit", config, ' + ", ".join(STAND_IN_COLUMNS.values()) + ", owner")
 
         def insert() -> int:
             cur = self._conn.execute(f"INSERT INTO runs ({columns}) VALUES ({','.join('?' * len(row))})", row)
@@ -836,6 +866,64 @@ class ResultStore:
             lambda: self._insert_step(run_id, step, created),
             lambda: {"run_id": run_id, "step": asdict(step), "created": created},
         )
+
+    def reopen_run(self, run_id: int, *, config: dict[str, Any]) -> None:
+        """Set a stored run back to ``running`` under this process, with the resumed run's
+        ``config`` (e.g. more steps); its steps, evaluations and flags stay."""
+        config_json = json.dumps(config, sort_keys=True, allow_nan=False)
+
+        def update() -> None:
+            self._require_run(run_id)
+            self._conn.execute("UPDATE runs SET status = 'running', finished = NULL, owner = ?, config = ? "
+                               "WHERE id = ?", (owner_token(), config_json, run_id))
+            self._conn.execute("DELETE FROM run_flags WHERE run_id = ? AND flag IN ('died', 'interrupted')",
+                               (run_id,))
+
+        self._write(update, budget_s=self._write_budget_s, what="reopen_run")
+
+    def drop_steps_after(self, run_id: int, step: int) -> int:
+        """Forget a run's stored training steps after ``step`` (a resume from an earlier
+        checkpoint trains them again); returns how many were dropped. Evaluations stay."""
+        def delete() -> int:
+            self._require_run(run_id)
+            return self._conn.execute("DELETE FROM train_steps WHERE run_id = ? AND step > ?",
+                                      (run_id, step)).rowcount
+
+        return self._write(delete, budget_s=self._write_budget_s, what="drop_steps_after")
+
+    def mark_dead_runs(self, *, budget_s: float | None = None) -> list[DeadRun]:
+        """Mark every ``running`` run whose owner process on this host is gone as ``failed``
+        with the flag ``died`` (its finished steps and evaluations stay); returns them."""
+        budget = self._write_budget_s if budget_s is None else budget_s
+        rows = self._conn.execute("SELECT id, method, owner FROM runs WHERE status = 'running'").fetchall()
+        dead = [r for r in rows if owner_alive(r["owner"]) is False]
+        if not dead:
+            return []
+        found: list[DeadRun] = []
+
+        def mark() -> None:
+            now = _now()
+            for r in dead:
+                still = self._conn.execute("SELECT owner FROM runs WHERE id = ? AND status = 'running'",
+                                           (r["id"],)).fetchone()
+                if still is None or still["owner"] != r["owner"]:
+                    continue  # finished or resumed meanwhile
+                steps = self._conn.execute("SELECT COUNT(*) FROM train_steps WHERE run_id = ?",
+                                           (r["id"],)).fetchone()[0]
+                evals = self._conn.execute("SELECT COUNT(*) FROM evaluations WHERE run_id = ?",
+                                           (r["id"],)).fetchone()[0]
+                pid = r["owner"].split(":")[-2]
+                reason = (f"process {pid} ended without closing the run (killed or crashed); "
+                          f"{steps} finished step(s) and {evals} evaluation(s) kept")
+                self._update_status(r["id"], "failed", now)
+                self._insert_flag(r["id"], DIED_FLAG, reason, now)
+                found.append(DeadRun(int(r["id"]), r["method"], reason))
+
+        try:
+            self._write(mark, budget_s=budget, what="mark dead runs")
+        except StoreBusyError:
+            return []  # a later command marks them
+        return found
 
     def finish_run(self, run_id: int, status: Status = "finished") -> None:
         """Close a run with status ``finished`` or ``failed`` (kept in a sidecar file, like an

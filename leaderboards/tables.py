@@ -10,7 +10,14 @@ One table per environment. Row kinds:
 
 Runs whose setting is a stand-in carry notes, explained in the table caption, read from the
 run's stored :class:`~leaderboards.store.StandIns`: ``stand-in user``, ``fixture world``,
-``compact prompt``, ``offline summarizer``.
+``compact prompt``, ``offline summarizer``. A run evaluated with several trials per task at
+temperature 0 (greedy, so every trial repeats the first) carries ``greedy trials``: its pass^k
+cells are marked, since they only repeat pass@1.
+
+Every measured row says what it measured: ``run`` (the store's run id, ``#12``), ``tasks×trials``
+(tasks evaluated × trials per task; ``20×1-3`` when tasks ran unequally often) and ``steps``
+(the optimizer steps the run trained before its evaluation; ``—`` for the do-nothing baseline,
+an ``eval``-only run and reference rows).
 
 What a table shows of an env (its title, the paper's reference rows of its family, TGC / SGC,
 the action / no-write columns) comes from the env's registration in :mod:`sgcd_envs`; a stored
@@ -38,6 +45,7 @@ from sgcd_common import did_you_mean
 
 from . import metrics
 from .collapse import COLLAPSE_FLAG
+from .curves import Learning
 from .reference import CITATION, ReferenceResult, references_for
 from .store import ResultStore, RunRecord
 
@@ -50,6 +58,7 @@ __all__ = [
     "export",
     "leaderboard_rows",
     "leaderboard_tables",
+    "learning_table",
     "print_leaderboard",
     "stand_in_notes",
 ]
@@ -70,6 +79,11 @@ NOTE_LEGEND = {
 REFERENCE_LEGEND = f"reference rows: {CITATION}; model Qwen3.5-4B"
 BASELINE_LEGEND = "baseline: a do-nothing agent (no tool calls), scored from its stored episodes"
 COLLAPSE_LEGEND = "⚠ tool-use collapse: write calls / action success fell far below their start while the headline held"
+GREEDY_NOTE = "greedy trials"
+GREEDY_LEGEND = ("trials at eval temperature 0 repeat one greedy trial, so pass^k (marked G) only repeats "
+                 "pass@1: not a consistency measure")
+EVAL_ONLY = "eval"
+"""Method name of a run that evaluates a model without training it (``sgcd-bench eval``)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,16 @@ class LeaderboardRow:
     n_tasks: int | None = None
     n_episodes: int | None = None
     trials: int | None = None
+    """Fewest trials of any task (the ``×trials`` of ``tasks×trials``)."""
+    trials_max: int | None = None
+    """Most trials of any task (equals ``trials`` when every task ran equally often)."""
+    steps: int | None = None
+    """Optimizer steps the run trained before this evaluation; None for a baseline, an eval-only
+    run and a reference row (``step`` is the evaluation's stored step, 0 for those runs)."""
+    eval_temperature: float | None = None
+    """The run's stored eval temperature (its config), None where it did not store one."""
+    greedy_trials: bool = False
+    """Several trials per task at eval temperature 0: the trials repeat one greedy trial."""
     pass_at_1: float | None = None
     pass_hat_k: dict[int, float] = field(default_factory=dict)
     action_pass: float | None = None
@@ -136,20 +160,30 @@ def _run_wall(run: RunRecord) -> float | None:
     return (datetime.fromisoformat(run.finished) - datetime.fromisoformat(run.created)).total_seconds()
 
 
+def _eval_temperature(run: RunRecord) -> float | None:
+    t = run.config.get("eval_temperature")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+
+
 def _run_row(store: ResultStore, run: RunRecord, max_k: int) -> LeaderboardRow | None:
     ev = store.latest_evaluation(run.id)
     if ev is None:
         return None
     eps = store.episodes(ev.id)
     p1, trials = metrics.pass_at_1(eps)
+    trials_max = metrics.trial_range(eps)[1]
     goals = _entry(run.env).goal_completion
     is_baseline = _norm(run.method) == _norm(DO_NOTHING)
+    trained = not is_baseline and _norm(run.method) != _norm(EVAL_ONLY)
+    temperature = _eval_temperature(run)
+    greedy = temperature == 0 and trials_max > 1
     return LeaderboardRow(
         kind="baseline" if is_baseline else "run",
         env=run.env, method=run.method, split=ev.split, model=run.model, seed=run.seed,
         user_simulator=run.user_simulator, summarizer=run.summarizer, preset=run.preset,
         run_id=run.id, status=run.status, step=ev.step,
-        n_tasks=len(metrics.task_counts(eps)), n_episodes=len(eps), trials=trials,
+        n_tasks=len(metrics.task_counts(eps)), n_episodes=len(eps), trials=trials, trials_max=trials_max,
+        steps=ev.step if trained else None, eval_temperature=temperature, greedy_trials=greedy,
         pass_at_1=p1,
         pass_hat_k={k: metrics.pass_hat_k(eps, k) for k in range(2, min(trials, max_k) + 1)},
         action_pass=metrics.action_pass_rate(eps),
@@ -158,13 +192,14 @@ def _run_row(store: ResultStore, run: RunRecord, max_k: int) -> LeaderboardRow |
         tokens_per_s=ev.tokens_per_s, wall_s=ev.wall_s, run_wall_s=_run_wall(run),
         tgc=metrics.tgc(eps) if goals else None,
         sgc=metrics.sgc(eps) if goals else None,
-        flags=dict(run.flags), notes=stand_in_notes(run),
+        flags=dict(run.flags), notes=stand_in_notes(run) + ((GREEDY_NOTE,) if greedy else ()),
     )
 
 
 def _reference_row(env: str, ref: ReferenceResult) -> LeaderboardRow:
     return LeaderboardRow(
         kind="reference", env=env, method=ref.method, split=ref.split, model=ref.model,
+        n_tasks=ref.n_tasks, trials=ref.trials, trials_max=ref.trials,
         pass_at_1=ref.pass_at_1, action_pass=ref.action_pass, tgc=ref.tgc,
         notes=(("reported, not measured here",) + ((ref.note,) if ref.note else ())),
         source=ref.source,
@@ -214,17 +249,44 @@ def _label(row: LeaderboardRow) -> str:
     return {"run": "ours", "baseline": "baseline", "reference": "reference"}[row.kind]
 
 
+def _run_id(row: LeaderboardRow) -> str:
+    return "—" if row.run_id is None else f"#{row.run_id}"
+
+
+def _tasks_trials(row: LeaderboardRow) -> str:
+    """``20×1``; ``20×1-3`` when tasks ran unequally often; ``—`` for what is not known (a
+    reference row whose task or trial count the paper did not report)."""
+    tasks = "—" if row.n_tasks is None else str(row.n_tasks)
+    if row.trials is None:
+        trials = "—"
+    elif row.trials_max is not None and row.trials_max != row.trials:
+        trials = f"{row.trials}-{row.trials_max}"
+    else:
+        trials = str(row.trials)
+    return "—" if tasks == trials == "—" else f"{tasks}×{trials}"
+
+
+def _steps(row: LeaderboardRow) -> str:
+    return "—" if row.steps is None else str(row.steps)
+
+
+def _pass_hat(row: LeaderboardRow, k: int) -> str:
+    cell = _f(row.pass_hat_k.get(k))
+    return f"{cell} G" if row.greedy_trials and k in row.pass_hat_k else cell
+
+
 def _flags(row: LeaderboardRow) -> str:
     out = ["⚠ collapse" if f == COLLAPSE_FLAG else f for f in row.flags]
     return ", ".join(out)
 
 
 NOTE_CODES = {"stand-in user": "U", "fixture world": "F", "compact prompt": "P",
-              "offline summarizer": "S", "reported, not measured here": "R"}
+              "offline summarizer": "S", GREEDY_NOTE: "G", "reported, not measured here": "R"}
 """One-letter note codes used by the compact terminal table (explained in its caption)."""
 
 _SETTING_COLUMNS = (
     ("model", "model"), ("seed", "seed"), ("user sim", "user_simulator"), ("summarizer", "summarizer"),
+    ("split", "split"),
 )
 
 
@@ -249,19 +311,22 @@ def _columns(env: str, rows: Sequence[LeaderboardRow], compact: bool = False) ->
     entry = _entry(env)
     ks = sorted({k for r in rows for k in r.pass_hat_k})
     shared = _shared_settings(rows) if compact else {}
-    cols: list[Column] = [("row", _label), ("method", lambda r: r.method)]
+    cols: list[Column] = [("row", _label), ("run", _run_id), ("method", lambda r: r.method)]
     getters = {
         "model": lambda r: r.model or "—",
         "seed": lambda r: "—" if r.seed is None else str(r.seed),
         "user sim": lambda r: r.user_simulator or "—",
         "summarizer": lambda r: r.summarizer or "—",
     }
-    cols += [(h, getters[h]) for h, _ in _SETTING_COLUMNS if h not in shared]
+    cols += [(h, getters[h]) for h, _ in _SETTING_COLUMNS if h not in shared and h != "split"]
+    if "split" not in shared:
+        cols.append(("split", lambda r: r.split or "—"))
     cols += [
-        ("split", lambda r: r.split or "—"),
-        ("pass@1 (n)", lambda r: _f(r.pass_at_1) + (f" (n={r.trials})" if r.trials else "")),
+        ("tasks×trials", _tasks_trials),
+        ("steps", _steps),
+        ("pass@1", lambda r: _f(r.pass_at_1)),
     ]
-    cols += [(f"pass^{k}", lambda r, k=k: _f(r.pass_hat_k.get(k))) for k in ks]
+    cols += [(f"pass^{k}", lambda r, k=k: _pass_hat(r, k)) for k in ks]
     if entry.goal_completion:
         cols += [("TGC %", lambda r: _f(r.tgc, 1)), ("SGC %", lambda r: _f(r.sgc, 1))]
     if entry.task_categories or any(r.action_pass is not None or r.no_write_pass is not None for r in rows):
@@ -289,6 +354,10 @@ def _caption_lines(rows: Sequence[LeaderboardRow], compact: bool = False) -> lis
         lines.append("measured rows share: " + " · ".join(f"{h} {v}" for h, v in shared.items()))
     notes = {n for r in rows if r.kind != "reference" for n in r.notes}
     lines += [f"{code(n)}{n}: {NOTE_LEGEND[n]}" for n in NOTE_LEGEND if n in notes]
+    greedy = [r for r in rows if r.greedy_trials]
+    if greedy:
+        lines.append(f"{code(GREEDY_NOTE)}{GREEDY_NOTE}: {GREEDY_LEGEND} (run "
+                     + ", ".join(f"#{r.run_id}" for r in greedy) + ")")
     if any(r.kind == "baseline" for r in rows):
         lines.append(BASELINE_LEGEND)
     if not any(r.kind == "baseline" for r in rows) and any(r.kind == "run" for r in rows):
@@ -312,7 +381,8 @@ def _title(env: str) -> str:
 # --------------------------------------------------------------------------- rich
 
 
-HIDE_ORDER = ("wall s", "tok/s", "split", "pass^4", "pass^3", "pass^2", "seed", "summarizer", "user sim", "model")
+HIDE_ORDER = ("wall s", "tok/s", "split", "pass^4", "pass^3", "pass^2", "seed", "summarizer", "user sim", "model",
+              "writes/ep", "SGC %", "no-write")
 """Columns a narrow terminal drops first (the caption says which; exports keep them all)."""
 
 
@@ -323,7 +393,7 @@ def _table(name: str, rows: Sequence[LeaderboardRow], compact: bool, hide: Seque
         caption.append(f"narrow terminal: hidden columns {', '.join(hide)} (widen it, or export)")
     table = Table(title=_title(name), caption="\n".join(caption) or None, caption_justify="left")
     for header, _ in cols:
-        numeric = header not in ("row", "method", "model", "user sim", "summarizer", "split", "flags", "notes")
+        numeric = header not in ("row", "run", "method", "model", "user sim", "summarizer", "split", "flags", "notes")
         table.add_column(header, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric)
     prev = None
     for r in rows:
@@ -384,6 +454,7 @@ def _flat(row: LeaderboardRow, ks: Iterable[int]) -> dict[str, Any]:
     phk = d.pop("pass_hat_k")
     for k in ks:
         d[f"pass_hat_{k}"] = phk.get(k)
+    d["tasks_x_trials"] = _tasks_trials(row)
     d["flags"] = "; ".join(f"{f}: {why}" for f, why in row.flags.items())
     d["notes"] = "; ".join(row.notes)
     return d
@@ -424,8 +495,10 @@ def export(
     """Write the leaderboard to ``path`` as ``markdown`` (``md``), ``csv`` or ``json``.
 
     CSV and JSON hold one flat record per row (all environments; ``kind`` tells runs,
-    baselines and reference rows apart, ``pass_hat_<k>`` columns for k ≥ 2). JSON also
-    carries the legend of every note. Returns the path written.
+    baselines and reference rows apart, ``pass_hat_<k>`` columns for k ≥ 2; ``run_id``,
+    ``n_tasks``, ``trials`` / ``trials_max``, ``tasks_x_trials`` as the table shows it, ``steps``
+    and ``greedy_trials`` say what each row measured). JSON also carries the legend of every
+    note. Returns the path written.
     """
     key = {"md": "markdown"}.get(fmt, fmt)
     if key not in EXPORT_FORMATS:
@@ -439,8 +512,8 @@ def export(
     elif key == "json":
         text = json.dumps(
             {
-                "legend": {**NOTE_LEGEND, "baseline": BASELINE_LEGEND, "reference": REFERENCE_LEGEND,
-                           COLLAPSE_FLAG: COLLAPSE_LEGEND},
+                "legend": {**NOTE_LEGEND, GREEDY_NOTE: GREEDY_LEGEND, "baseline": BASELINE_LEGEND,
+                           "reference": REFERENCE_LEGEND, COLLAPSE_FLAG: COLLAPSE_LEGEND},
                 "rows": _rows_flat(tables),
             },
             indent=2, ensure_ascii=False,
@@ -455,3 +528,19 @@ def export(
         text = buf.getvalue()
     out.write_text(text, encoding="utf-8")
     return out
+
+
+def learning_table(rows: Sequence[Learning]) -> Table:
+    """Per method: train reward at step 1 and over the last steps, per seed, and whether the mean
+    gain exceeds its spread across seeds (:class:`~leaderboards.curves.Learning`)."""
+    last = rows[0].last if rows else 2
+    table = Table(title=f"train reward: step 1 → mean of the last {last} steps, per seed", title_justify="left")
+    for name in ("method", "seeds", "step 1", f"last {last}", "gain", "mean gain", "spread", "gain > spread"):
+        table.add_column(name, justify="left" if name in ("method", "seeds") else "right")
+    for row in rows:
+        per = lambda values: " ".join(f"{v:.2f}" for v in values)  # noqa: E731
+        verdict = {None: "— (one seed)", True: "yes", False: "no"}[row.learns]
+        table.add_row(row.method, " ".join("?" if s is None else str(s) for s in row.seeds), per(row.first),
+                      per(row.final), " ".join(f"{g:+.2f}" for g in row.gains), f"{row.mean_gain:+.3f}",
+                      f"{row.spread:.3f}", verdict)
+    return table

@@ -11,6 +11,7 @@ Errors in the user's input end the command with exit code 1 and one line saying 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -26,7 +27,14 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 appworld_app = typer.Typer(no_args_is_help=True, help="AppWorld: its own venv and worker process.")
 app.add_typer(appworld_app, name="appworld")
-console = Console()
+def _console() -> Console:
+    """The console; piped (not a terminal) without ``$COLUMNS`` it is 200 wide, so tables and
+    progress lines are not wrapped at rich's default 80 columns."""
+    console = Console()
+    return console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=200)
+
+
+console = _console()
 
 
 class PromptVariant(str, Enum):
@@ -49,6 +57,22 @@ def one_line_errors() -> Iterator[None]:
         yield
     except InputError as err:
         fail(str(err))
+
+
+def parse_seeds(seeds: str | None, seed: int | None) -> list[int | None]:
+    """``--seeds 0,1,2`` as a list of distinct ints (one-line error otherwise); without it, the
+    one ``--seed`` (None = the preset's)."""
+    if seeds is None:
+        return [seed]
+    if seed is not None:
+        fail("--seed and --seeds together: give the seeds in --seeds only")
+    try:
+        values = [int(part) for part in seeds.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--seeds {seeds!r}: expected integers separated by commas, e.g. 0,1,2")
+    if not values or len(set(values)) != len(values):
+        fail(f"--seeds {seeds!r}: expected distinct integers separated by commas, e.g. 0,1,2")
+    return values
 
 
 def check_method(name: str) -> str:
@@ -161,6 +185,10 @@ def compare(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     prompt: PromptOpt = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        help="Several seeds, e.g. 0,1,2: each method trains once per seed from the same (warm-started) model; "
+             "the curves then show every seed and a table says whether each method's train reward rose "
+             "by more than its spread across seeds.")] = None,
     baseline: Annotated[bool, typer.Option(help="Also store the do-nothing baseline row.")] = True,
     plot: PlotOpt = None,
     summarizer_base_url: SumUrlOpt = None,
@@ -176,8 +204,13 @@ def compare(
     methods = [check_method(m) for m in methods]
     if len(set(methods)) != len(methods):
         fail(f"each method once, got {' '.join(methods)}")
+    seed_list = parse_seeds(seeds, seed)
     check_plot(plot)
+    ctx.params["seed"] = seed_list[0]
     session = open_session(ctx, trains=True)
+    if len(seed_list) > 1:
+        console.print(f"  seeds {', '.join(map(str, seed_list))}: every method trains once per seed from the "
+                      "same model", highlight=False)
     from algorithms.registry import get_method
     from leaderboards.tables import print_leaderboard
     from sgcd_bench import run
@@ -189,16 +222,19 @@ def compare(
     if baseline:
         with one_line_errors(), store_errors(session.store.path):
             run.run_do_nothing(session.pieces, session.store, commit=commit)
-    for method in methods:
-        try:
-            trained.append(run.train_method(method, session.base, session.pieces, session.store, console=console,
-                                            out_dir=session.options.out, commit=commit))
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted: finished results are kept in the store[/]")
-            raise typer.Exit(code=130) from None
-        except Exception as err:  # one method failing must not lose the others' results
-            console.print(f"[bold red]{method} failed:[/] {type(err).__name__}: {err}")
-            failed.append(method)
+    for n, pieces in enumerate(run.per_seed(session.pieces, seed_list)):
+        if len(seed_list) > 1:
+            console.print(f"[bold]seed {pieces.preset.loop.seed}[/] ({n + 1}/{len(seed_list)})")
+        for method in methods:
+            try:
+                trained.append(run.train_method(method, session.base, pieces, session.store, console=console,
+                                                out_dir=session.options.out, commit=commit))
+            except KeyboardInterrupt:
+                console.print("[yellow]interrupted: finished results are kept in the store[/]")
+                raise typer.Exit(code=130) from None
+            except Exception as err:  # one method failing must not lose the others' results
+                console.print(f"[bold red]{method} failed:[/] {type(err).__name__}: {err}")
+                failed.append(f"{method} (seed {pieces.preset.loop.seed})" if len(seed_list) > 1 else method)
     if any(get_method(m).needs_summarizer for m in methods):
         s = session.pieces.summarizer
         console.print(f"summarizer {session.pieces.summarizer_label}: {s.calls} calls, {s.failures} fell back to w = 1"
@@ -245,8 +281,14 @@ def train(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     prompt: PromptOpt = None,
-    save_checkpoint: Annotated[bool, typer.Option(help="Save model + optimizer at the end (OUT/checkpoints/METHOD).")] = False,
-    resume: Annotated[Optional[Path], typer.Option(help="Resume from a checkpoint folder written by --save-checkpoint.")] = None,
+    save_checkpoint: Annotated[bool, typer.Option(
+        help="Keep a checkpoint (model, optimizer, RNG, config) in OUT/checkpoints/run_NNNN: at the end, before "
+             "the result is stored, and on Ctrl-C / SIGTERM.")] = False,
+    checkpoint_every: Annotated[Optional[int], typer.Option(
+        min=1, help="Also checkpoint every N steps (implies --save-checkpoint; the newest one is kept).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue a run from its checkpoint folder (OUT/checkpoints/run_NNNN or a step_NNNNNN in it) to "
+             "--steps in all; the method, model and training settings must match.")] = None,
     plot: PlotOpt = None,
     summarizer_base_url: SumUrlOpt = None,
     summarizer_model: SumModelOpt = None,
@@ -259,18 +301,31 @@ def train(
 ) -> None:
     """Train one METHOD, evaluate it and store the result."""
     check_method(method)
-    if resume is not None and not resume.exists():
-        fail(f"--resume {resume}: no such checkpoint folder")
+    ckpt = None
+    if resume is not None:
+        from sgcd_bench.checkpoints import find_checkpoint
+
+        with one_line_errors():
+            ckpt = find_checkpoint(resume)
+        if ckpt.meta.get("method") != method:  # before the model loads; the rest is checked once it has
+            fail(f"--resume {ckpt.path}: the checkpoint is of method {ckpt.meta.get('method')}, not {method} "
+                 f"(resume with `sgcd-bench train {ckpt.meta.get('method')} --resume {resume}`)")
     check_plot(plot)
     session = open_session(ctx, trains=True)
     from leaderboards.tables import print_leaderboard
     from sgcd_bench import run
     from sgcd_bench.preflight import store_errors
 
+    keeps = save_checkpoint or checkpoint_every is not None or ckpt is not None
     with one_line_errors(), store_errors(session.store.path):
-        run_id = run.train_method(method, session.base, session.pieces, session.store, console=console,
-                                  out_dir=session.options.out, commit=run.default_commit(),
-                                  save_checkpoint=save_checkpoint, resume=resume)
+        try:
+            run_id = run.train_method(method, session.base, session.pieces, session.store, console=console,
+                                      out_dir=session.options.out, commit=run.default_commit(),
+                                      checkpoints=run.Checkpointing(checkpoint_every, ckpt) if keeps else None)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: finished steps and results are kept in the store[/]"
+                          f"{'; the checkpoint is in ' + str(session.options.out / 'checkpoints') if keeps else ''}")
+            raise typer.Exit(code=130) from None
         print_leaderboard(session.store, session.env_id, console=console)
     show_curves(session.store, [run_id], plot)
     _print_kept(session.store)
@@ -365,6 +420,11 @@ def show_curves(store, run_ids: list[int], png: Path | None, *, option: str = "-
         if terminal:
             plot = curves.terminal_plot(found, width=max(60, min(console.width, 100)))
             console.print(Text.from_ansi(plot), soft_wrap=True)
+            moved = curves.learning(found)
+            if any(len(row.seeds) > 1 for row in moved):
+                from leaderboards.tables import learning_table
+
+                console.print(learning_table(moved))
         if png is not None:
             try:
                 curves.write_png(found, png)
@@ -443,8 +503,9 @@ def plot(
 
 @app.command()
 def envs() -> None:
-    """List the registered environments."""
+    """List the registered environments (plugins' included), then any env plugin that failed to load."""
     import sgcd_envs
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("id", "alias", "description")
@@ -452,6 +513,8 @@ def envs() -> None:
         entry = sgcd_envs.ENVS[env_id]
         table.add_row(env_id, entry.alias or "", entry.description)
     console.print(table)
+    for broken in sgcd_envs.broken_plugins():
+        console.print(f"[bold red]broken env plugin:[/] {escape(str(broken))}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from adapters.local.model import LoadedModel
 from adapters.local.trainer import LocalTrainer
 from algorithms import grpo
 
+from .progress import Display
 from .run import Pieces, policy_engine, task_ids
 
 
@@ -43,7 +44,10 @@ def show_credit(base: LoadedModel, pieces: Pieces, *, task: str | None, episode:
     trainer = LocalTrainer(model, base.tokenizer, engine, method="sgcd", loop=preset.loop, grpo_cfg=preset.grpo,
                            sampling_cfg=preset.sampling, configs=preset.method_configs(),
                            summarizer=pieces.summarizer, task_pool=pool)
-    kept, rollouts, _ = trainer.collect()
+    display = Display(console)
+    with display.shown():
+        engine.on_progress = display.evaluation("rollout", preset.train_split).rollout
+        kept, rollouts, _ = trainer.collect()
     if not kept:
         console.print(f"no group with both a success and a failure in {len(rollouts)} rollouts; "
                       "try another --task, a larger --group-size or another --seed")

@@ -3,7 +3,8 @@
 Each check raises :class:`InputError`, whose message is the one line the CLI prints (exit
 code 1): devices torch cannot use, output paths that cannot be written, LLM options out of
 range, splits the env does not have, a model folder whose config cannot describe a causal LM,
-sizes that cannot fit in the model's context, and a result store that cannot be read.
+sizes that cannot fit in the model's context, several greedy eval trials (pass^k over copies of
+one trial), and a result store that cannot be read.
 """
 
 from __future__ import annotations
@@ -232,6 +233,21 @@ def check_splits(make_env: Callable[[str], Any], env_id: str, splits: Mapping[st
             raise InputError(f"{source} {split}: {first_line(err)}") from None
         except (RuntimeError, OSError) as err:  # the env's own setup (e.g. AppWorld's venv or data)
             raise InputError(f"cannot build {env_id} for split '{split}': {first_line(err)}") from None
+
+
+# ----------------------------------------------------------------------------- eval trials
+def check_eval_trials(trials: int, temperature: float, *, preset: str, from_option: bool,
+                      sampling_presets: Mapping[str, float]) -> None:
+    """Refuse several eval trials per task at temperature 0: greedy decoding repeats one trial,
+    so pass^k over them only repeats pass@1. ``sampling_presets``: preset name → its eval
+    temperature, for the presets whose evaluation samples (named in the advice)."""
+    if trials <= 1 or temperature > 0:
+        return
+    given = f"--eval-trials {trials}" if from_option else f"preset '{preset}' evaluates {trials} trials"
+    others = [f"--preset {name} (temperature {t:g})" for name, t in sampling_presets.items() if name != preset]
+    advice = "use --eval-trials 1" + (f", or a preset whose evaluation samples: {', '.join(others)}" if others else "")
+    raise InputError(f"{given} at temperature 0 repeats one greedy trial {trials} times: pass^k needs sampled "
+                     f"trials (an eval temperature > 0; sgcd-bench has no --eval-temperature option); {advice}")
 
 
 # ----------------------------------------------------------------------------- model context and sizes

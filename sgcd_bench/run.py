@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import sgcd_envs
 from adapters.local.model import LoadedModel, load_model
@@ -27,12 +26,16 @@ from adapters.local.trainer import LocalTrainer, StepResult
 from algorithms.registry import get_method
 from leaderboards import metrics
 from leaderboards.collapse import COLLAPSE_FLAG, CollapseGuard, observe, point_from_episodes
-from leaderboards.store import EpisodeResult, ResultStore, StandIns, TrainStep, git_commit
+from leaderboards.store import EpisodeResult, ResultStore, StandIns, StoreError, TrainStep, git_commit
 from leaderboards.tables import DO_NOTHING
 from sgcd_envs.outcome import EpisodeOutcome, episode_outcome
+from sgcd_common.signals import terminate_as_interrupt
 from sgcd_envs.registry import EnvEntry
 
+from .checkpoints import (KEEP_CHECKPOINTS, Checkpoint, CheckpointError, check_resume, checkpoint_meta,
+                          model_identity, run_checkpoints)
 from .presets import Preset
+from .progress import Display
 
 DO_NOTHING_MESSAGE = "Thank you for contacting us. Is there anything else I can help you with?"
 """What the do-nothing baseline agent says every turn: no tool call, a closing phrase."""
@@ -199,10 +202,26 @@ def run_do_nothing(pieces: Pieces, store: ResultStore, *, commit: str | None) ->
     return run_id
 
 
-def new_progress(console: Console) -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), console=console, transient=False)
+def _evaluate_shown(display: Display, name: str, pieces: Pieces,
+                    engine: RolloutEngine) -> tuple[list[EpisodeResult], float, int]:
+    """:func:`evaluate` on the preset's eval tasks, its progress on ``display``."""
+    preset = pieces.preset
+    bar = display.evaluation(name, preset.eval_split)
+    engine.on_progress = bar.rollout
+    ids = task_ids(pieces.make_env, preset.eval_split, preset.eval_tasks)
+    results, wall, tokens = evaluate(engine, ids, preset.eval_trials, seed=10_000 + preset.loop.seed)
+    bar.finished(len(results), sum(r.reward >= 1 for r in results) / len(results))
+    return results, wall, tokens
+
+
+@dataclass
+class Checkpointing:
+    """When a training run writes checkpoints (``OUT/checkpoints/run_NNNN``): every ``every``
+    steps (None = only at the end), at the end before the result is stored, and on Ctrl-C /
+    SIGTERM. ``resume``: the checkpoint this run continues from."""
+
+    every: int | None = None
+    resume: Checkpoint | None = None
 
 
 def train_method(
@@ -214,58 +233,139 @@ def train_method(
     console: Console,
     out_dir: Path,
     commit: str | None,
-    save_checkpoint: bool = False,
-    resume: Path | None = None,
+    checkpoints: Checkpointing | None = None,
 ) -> int:
-    """Train one method from ``base`` (a copy; ``base`` is untouched), evaluate, store; run id."""
+    """Train one method from ``base`` (a copy; ``base`` is untouched), evaluate, store; run id.
+
+    With ``checkpoints`` the trainer's state is saved every N steps, before the evaluation and
+    on Ctrl-C / SIGTERM (the run is then flagged ``interrupted`` with the path to resume from);
+    a resumed run continues the same stored run to ``--steps``."""
     preset = pieces.preset
     torch.manual_seed(preset.loop.seed)
     model = copy.deepcopy(base.model)
     engine = policy_engine(base, pieces, model, preset.train_split, preset.loop.temperature)
-    renderer = engine.renderer
     uses_summarizer = get_method(method).needs_summarizer
     trainer = LocalTrainer(model, base.tokenizer, engine, method=method, loop=preset.loop, grpo_cfg=preset.grpo,
                            sampling_cfg=preset.sampling, configs=preset.method_configs(),
                            summarizer=pieces.summarizer if uses_summarizer else None,
                            task_pool=task_ids(pieces.make_env, preset.train_split, None))
+    config = {**preset.summary(), "method": method, "prompt_tokens": len(engine.renderer.prefix_ids)}
+    identity = model_identity(base.name, base.model)
+    resume = checkpoints.resume if checkpoints else None
     if resume is not None:
-        trainer.load(resume)
-    config = {**preset.summary(), "method": method, "prompt_tokens": len(renderer.prefix_ids)}
-    run_id = store.start_run(method=method, env=pieces.env_id, split=preset.eval_split, model=base.name,
-                             user_simulator=pieces.user_label,
-                             summarizer=pieces.summarizer_label if uses_summarizer else None,
-                             stand_ins=pieces.stand_ins(prompt=True, summarizer=uses_summarizer),
-                             preset=preset.name, seed=preset.loop.seed, commit=commit, config=config)
+        check_resume(resume, method=method, model=identity, config=config, steps=preset.loop.steps)
+        trainer.load(resume.path)
+    run_id = _open_run(store, method, base, pieces, config, commit, uses_summarizer, resume, console)
+    save = None
+    if checkpoints is not None:
+        folder = run_checkpoints(out_dir, run_id)
+        meta = checkpoint_meta(run_id=run_id, store=store.path, method=method, model=identity, config=config,
+                               commit=commit)
+
+        def save() -> Path:
+            path = trainer.save(folder, meta=meta, keep=KEEP_CHECKPOINTS)
+            console.print(f"  checkpoint: {path}", highlight=False)
+            return path
     guard = CollapseGuard()
     updates = episodes_rolled = 0
+    saved_at = trainer.step_idx if resume is not None else -1
+    unstored: StepResult | None = None
     try:
-        with new_progress(console) as progress:
-            bar = progress.add_task(f"train {method}", total=preset.loop.steps, completed=trainer.step_idx,
-                                    status="")
+        display = Display(console)
+        with terminate_as_interrupt(), display.shown():
+            bar = display.training(method, preset.loop.steps, trainer.step_idx)
+            engine.on_progress = bar.rollout
             while trainer.step_idx < preset.loop.steps:
-                result = trainer.step()
+                unstored = result = trainer.step()
                 store.record_step(run_id, train_step(result))  # its own transaction: kept if we crash later
+                unstored = None
                 updates += int(result.metrics.get("updated", 0))
                 episodes_rolled += len(result.rollouts)
                 guard = _watch_collapse(guard, result, store, run_id, console)
-                progress.update(bar, advance=1, status=f"{_status(result)} · updates {updates}/{trainer.step_idx}")
-            eval_bar = progress.add_task(f"eval  {method}", total=None, status=f"{preset.eval_split} split")
-            eval_engine = policy_engine(base, pieces, model, preset.eval_split, preset.eval_temperature)
-            ids = task_ids(pieces.make_env, preset.eval_split, preset.eval_tasks)
-            results, wall, tokens = evaluate(eval_engine, ids, preset.eval_trials, seed=10_000 + preset.loop.seed)
-            progress.update(eval_bar, total=len(results), completed=len(results),
-                            status=f"pass@1 {sum(r.reward >= 1 for r in results) / len(results):.3f}")
+                bar.step(f"{_status(result)} · updates {updates}/{trainer.step_idx}")
+                if save and checkpoints.every and trainer.step_idx % checkpoints.every == 0:
+                    save()
+                    saved_at = trainer.step_idx
+            if save and saved_at != trainer.step_idx:  # before the evaluation: a failure there keeps the model
+                save()
+                saved_at = trainer.step_idx
+            results, wall, tokens = _evaluate_shown(display, method, pieces, policy_engine(
+                base, pieces, model, preset.eval_split, preset.eval_temperature))
         store.record_evaluation(run_id, trainer.step_idx, results, wall_s=wall, tokens=tokens)
         console.print(f"  {method}: {updates} update(s) in {trainer.step_idx} step(s) from {episodes_rolled} "
                       "rollouts (a step whose groups all had equal rewards makes none)", highlight=False)
-        if save_checkpoint:
-            path = trainer.save(out_dir / "checkpoints" / method)
-            console.print(f"checkpoint: {path}")
+    except KeyboardInterrupt:
+        if unstored is not None:  # finished, but the interrupt came before it was stored
+            store.record_step(run_id, train_step(unstored))
+        if save and saved_at != trainer.step_idx:
+            save()
+        where = run_checkpoints(out_dir, run_id) if save else None
+        store.flag_run(run_id, INTERRUPTED_FLAG, _interrupted_reason(method, trainer.step_idx, preset.loop.steps,
+                                                                     where))
+        store.finish_run(run_id, "failed")
+        raise
     except BaseException:
         store.finish_run(run_id, "failed")
         raise
     store.finish_run(run_id, "finished")
     return run_id
+
+
+INTERRUPTED_FLAG = "interrupted"
+"""Flag of a training run stopped by Ctrl-C or SIGTERM."""
+
+
+def _interrupted_reason(method: str, step: int, steps: int, checkpoint: Path | None) -> str:
+    if checkpoint is None:
+        return f"stopped after step {step}/{steps}; no checkpoint (train with --save-checkpoint to keep one)"
+    return (f"stopped after step {step}/{steps}; resume with `sgcd-bench train {method} --resume {checkpoint}`")
+
+
+def _open_run(store: ResultStore, method: str, base: LoadedModel, pieces: Pieces, config: dict[str, Any],
+              commit: str | None, uses_summarizer: bool, resume: Checkpoint | None, console: Console) -> int:
+    """The stored run this training writes to: the resumed one (set running again, its steps
+    after the checkpoint dropped), or a new one."""
+    preset = pieces.preset
+    if resume is not None and _same_store(resume, store):
+        run_id = int(resume.run_id)
+        done = [e for e in store.evaluations(run_id) if e.step == resume.step]
+        if resume.step == preset.loop.steps and done:
+            raise CheckpointError(f"--resume {resume.path}: run #{run_id} is already trained to step {resume.step} "
+                                  "and evaluated there; ask for more --steps")
+        store.reopen_run(run_id, config=config)
+        dropped = store.drop_steps_after(run_id, resume.step)
+        console.print(f"  resuming run #{run_id} ({method}) at step {resume.step} of {preset.loop.steps}"
+                      f"{f'; {dropped} stored step(s) after the checkpoint dropped' if dropped else ''}",
+                      highlight=False)
+        return run_id
+    if resume is not None:
+        config = {**config, "resumed_from": str(resume.path)}
+    run_id = store.start_run(method=method, env=pieces.env_id, split=preset.eval_split, model=base.name,
+                             user_simulator=pieces.user_label,
+                             summarizer=pieces.summarizer_label if uses_summarizer else None,
+                             stand_ins=pieces.stand_ins(prompt=True, summarizer=uses_summarizer),
+                             preset=preset.name, seed=preset.loop.seed, commit=commit, config=config)
+    if resume is not None:
+        console.print(f"  resuming from {resume.path} (step {resume.step}) as new run #{run_id}: the checkpoint's "
+                      "run is not in this store", highlight=False)
+    return run_id
+
+
+def _same_store(ckpt: Checkpoint, store: ResultStore) -> bool:
+    """Whether the checkpoint's run is in ``store`` (same file, the run still there, same method)."""
+    if ckpt.run_id is None or ckpt.meta.get("store") != str(Path(store.path).resolve()):
+        return False
+    try:
+        return store.run(int(ckpt.run_id)).method == ckpt.meta.get("method")
+    except StoreError:
+        return False
+
+
+def per_seed(pieces: Pieces, seeds: Sequence[int | None]) -> list[Pieces]:
+    """The shared pieces once per seed (None keeps the preset's): everything else stays matched."""
+    return [pieces if seed is None else dataclasses.replace(
+        pieces, preset=dataclasses.replace(pieces.preset, loop=dataclasses.replace(pieces.preset.loop, seed=seed)))
+        for seed in seeds]
 
 
 def train_step(result: StepResult) -> TrainStep:
@@ -285,7 +385,9 @@ def train_step(result: StepResult) -> TrainStep:
 
 def _status(result: StepResult) -> str:
     m = result.metrics
-    parts = [f"reward {m.get('rollout_reward_mean', 0):.2f}", f"kept {int(m.get('groups_kept', 0))}"]
+    parts = [f"{len(result.rollouts)} episodes", f"reward {m.get('rollout_reward_mean', 0):.2f}",
+             f"writes/ep {m.get('rollout_writes_done', 0):.2f}",
+             f"kept {int(m.get('groups_kept', 0))}/{int(m.get('groups_drawn', 0))} groups"]
     if m.get("updated"):
         parts.append(f"loss {m['loss']:+.4f}")
     else:
@@ -345,11 +447,9 @@ def evaluate_only(base: LoadedModel, pieces: Pieces, store: ResultStore, *, cons
                              stand_ins=pieces.stand_ins(prompt=True, summarizer=False),
                              seed=preset.loop.seed, commit=commit, config=config)
     try:
-        with new_progress(console) as progress:
-            bar = progress.add_task("eval", total=None, status=f"{preset.eval_split} split")
-            ids = task_ids(pieces.make_env, preset.eval_split, preset.eval_tasks)
-            results, wall, tokens = evaluate(engine, ids, preset.eval_trials, seed=10_000 + preset.loop.seed)
-            progress.update(bar, total=len(results), completed=len(results))
+        display = Display(console)
+        with display.shown():
+            results, wall, tokens = _evaluate_shown(display, "eval", pieces, engine)
         store.record_evaluation(run_id, 0, results, wall_s=wall, tokens=tokens)
     except BaseException:
         store.finish_run(run_id, "failed")

@@ -122,6 +122,13 @@ def open_session(options: RunOptions, console: Console, *, splits: tuple[str, ..
     env_id = entry.id
     if options.warm_start and entry.reference_turns is None:
         raise preflight.InputError(f"--warm-start: {env_id} registers no reference trajectories to clone")
+    if "eval" in splits:
+        from sgcd_bench.presets import PRESETS
+
+        preflight.check_eval_trials(p.eval_trials, p.eval_temperature, preset=p.name,
+                                    from_option=options.eval_trials is not None,
+                                    sampling_presets={n: q.eval_temperature for n, q in PRESETS.items()
+                                                      if q.eval_temperature > 0})
     out = options.out
     preflight.check_device(p.device, preset=p.name, from_option=options.device is not None)
     if p.torch_threads is not None:
@@ -149,7 +156,7 @@ def open_session(options: RunOptions, console: Console, *, splits: tuple[str, ..
         base = run.load_policy(options.model, p, default_cache_dir(), console)
     except (ModelNotFoundError, ModelConfigError, run.RunError) as err:
         raise preflight.InputError(str(err)) from None
-    print_sizes(console, p, env_id, options.model)
+    print_sizes(console, p, env_id, options.model, train_sizes="train" in splits, eval_sizes="eval" in splits)
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if pieces.user_is_stand_in:
@@ -169,19 +176,28 @@ def open_session(options: RunOptions, console: Console, *, splits: tuple[str, ..
     return Session(options, p, env_id, pieces, base, store, warm)
 
 
-def print_sizes(console: Console, p: Any, env_id: str, model: str | None) -> None:
-    """The run's header: preset, env, model, device, prompt, train and eval sizes."""
+def print_sizes(console: Console, p: Any, env_id: str, model: str | None, *, train_sizes: bool = True,
+                eval_sizes: bool = True) -> None:
+    """The run's header: preset, env, model, device, torch threads, prompt, then only the sizes the
+    command uses: the train line (steps, groups, budgets, optimizer, dynamic sampling) for a command
+    that rolls out on the train split (``train_sizes``), the eval line (split, tasks, trials,
+    temperature; the budgets too when there is no train line) for one that evaluates
+    (``eval_sizes``). ``sgcd-bench eval`` prints no train line."""
     from adapters.local.prompting import STAND_IN_VARIANTS
 
     loop, g = p.loop, p.grpo
-    console.print(
-        f"[bold]preset {p.name}[/]: env {env_id} · model {model or 'smollm2-135m (embedded)'} · device {p.device} · "
-        f"prompt {p.prompt_variant}{' (stand-in)' if p.prompt_variant in STAND_IN_VARIANTS else ''}\n"
-        f"  train: {loop.steps} steps × {p.sampling.groups_per_batch} groups × G={g.group_size} siblings, "
-        f"≤{loop.max_turns} turns × {loop.max_new_tokens} tokens, lr {g.lr:g}, β_KL {g.beta_kl:g}, "
-        f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds"
-        f"{f', rollouts {loop.rollout_batch_groups} group(s) at a time' if loop.rollout_batch_groups else ''}"
-        f"{', activation checkpointing' if loop.activation_checkpointing else ''}\n"
-        f"  eval: {p.eval_split} split, {p.eval_tasks or 'all'} tasks × {p.eval_trials} trial(s), "
-        f"temperature {p.eval_temperature:g}"
-        f"{f' · torch threads {p.torch_threads}' if p.torch_threads else ''}", highlight=False)
+    lines = [f"[bold]preset {p.name}[/]: env {env_id} · model {model or 'smollm2-135m (embedded)'} · "
+             f"device {p.device}{f' · torch threads {p.torch_threads}' if p.torch_threads else ''} · "
+             f"prompt {p.prompt_variant}{' (stand-in)' if p.prompt_variant in STAND_IN_VARIANTS else ''}"]
+    rollouts = f", rollouts {loop.rollout_batch_groups} group(s) at a time" if loop.rollout_batch_groups else ""
+    if train_sizes:
+        lines.append(
+            f"  train: {loop.steps} steps × {p.sampling.groups_per_batch} groups × G={g.group_size} siblings, "
+            f"≤{loop.max_turns} turns × {loop.max_new_tokens} tokens, lr {g.lr:g}, β_KL {g.beta_kl:g}, "
+            f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds{rollouts}"
+            f"{', activation checkpointing' if loop.activation_checkpointing else ''}, seed {loop.seed}")
+    if eval_sizes:
+        budgets = "" if train_sizes else f", ≤{loop.max_turns} turns × {loop.max_new_tokens} tokens{rollouts}"
+        lines.append(f"  eval: {p.eval_split} split, {p.eval_tasks or 'all'} tasks × {p.eval_trials} trial(s), "
+                     f"temperature {p.eval_temperature:g}{budgets}")
+    console.print("\n".join(lines), highlight=False)

@@ -3,12 +3,15 @@
 Importing the package registers the Gymnasium ids below (``gymnasium.make(id)``). Adding an
 env = one module (a :class:`~sgcd_envs.core.ToolUseEnv` subclass with a ``task_ids()`` method)
 + one ``register_env`` call, which also carries everything else sgcd-bench knows about the env
-(:class:`~sgcd_envs.registry.EnvEntry`).
+(:class:`~sgcd_envs.registry.EnvEntry`). Another installed package adds envs through the
+``sgcd_envs`` entry-point group (:mod:`sgcd_envs.plugins`), loaded on the registry's first lookup.
 """
 
 from .core import ParsedAction, ToolCall, ToolUseEnv, UserSimulator, parse_tool_calls
 from .outcome import TASK_CATEGORIES, EpisodeOutcome, episode_outcome
-from .registry import ENVS, EnvEntry, UnknownEnvError, env_entry, env_ids, make, register_env, unregister_env
+from .plugins import PLUGIN_GROUP, BrokenPlugin
+from .registry import (ENVS, EnvEntry, UnknownEnvError, broken_plugins, env_entry, env_ids, load_plugins, make,
+                       register_env, unregister_env)
 
 register_env(
     "sgcd_envs/Tau3Airline-v0",
@@ -51,6 +54,6 @@ register_env(
     agent_names=("appworld_agent", "appworld_dev_agent"),
 )
 
-__all__ = ["ENVS", "TASK_CATEGORIES", "EnvEntry", "EpisodeOutcome", "ParsedAction", "ToolCall", "ToolUseEnv",
-           "UnknownEnvError", "UserSimulator", "env_entry", "env_ids", "episode_outcome", "make",
-           "parse_tool_calls", "register_env", "unregister_env"]
+__all__ = ["ENVS", "PLUGIN_GROUP", "TASK_CATEGORIES", "BrokenPlugin", "EnvEntry", "EpisodeOutcome", "ParsedAction",
+           "ToolCall", "ToolUseEnv", "UnknownEnvError", "UserSimulator", "broken_plugins", "env_entry", "env_ids",
+           "episode_outcome", "load_plugins", "make", "parse_tool_calls", "register_env", "unregister_env"]

@@ -5,18 +5,29 @@ it, so nothing else names an env; :func:`make` gives a "Did you mean" error for 
 Metadata that needs the env's own (heavy) module, e.g. τ³'s write tools, may be given as a
 ``"module:NAME"`` reference that is imported on first use, so importing ``sgcd_envs`` stays cheap
 and listing the envs needs no env's dependencies (AppWorld's venv included).
+
+Envs from other installed packages come in through the :data:`~sgcd_envs.plugins.PLUGIN_GROUP` (``sgcd_envs``)
+entry-point group (:mod:`sgcd_envs.plugins`): loaded once, on the first list or lookup
+(:func:`env_ids`, :func:`aliases`, :func:`env_entry`, :func:`make`, reading :data:`ENVS`). A
+plugin that fails is recorded in :func:`broken_plugins`, not raised, and is named in the
+error for an unknown env.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import gymnasium as gym
 
 from sgcd_common import did_you_mean, load_entry_point
 from .outcome import TASK_CATEGORIES
+from .plugins import BrokenPlugin, discover, plugin_label, run_plugin
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 T = TypeVar("T")
 ActionFormat = Literal["tool_calls", "code"]
@@ -74,6 +85,9 @@ class EnvEntry:
     reference_turns: Callable[[str, str], list[str]] | str | None = None
     """``(task_id, split) -> [assistant text, ...]``: the raw turns of an agent that solves the
     task (tool calls in Hermes format), for warm starts (``sgcd-bench sft``); or its ``"module:NAME"``."""
+    plugin: str | None = None
+    """The entry point that registered it (``name (dist version)``, set by the loader); None for
+    an env registered by an import (sgcd_envs' own, a test's)."""
 
     @property
     def display_title(self) -> str:
@@ -105,18 +119,50 @@ class EnvEntry:
         return resolved(self.stand_in_user)(max_user_turns=max_user_turns)
 
 
-ENVS: dict[str, EnvEntry] = {}
-"""Registered sgcd env ids → entries, in registration order (the shared test suite is
-parametrized over this)."""
+class _EnvTable(Mapping[str, EnvEntry]):
+    """A read-only view of the registered entries that loads the plugins before any read."""
+
+    def __getitem__(self, env_id: str) -> EnvEntry:
+        load_plugins()
+        return _ENTRIES[env_id]
+
+    def __iter__(self) -> Iterator[str]:
+        load_plugins()
+        return iter(list(_ENTRIES))
+
+    def __len__(self) -> int:
+        load_plugins()
+        return len(_ENTRIES)
+
+
+_ENTRIES: dict[str, EnvEntry] = {}
+ENVS: Mapping[str, EnvEntry] = _EnvTable()
+"""Registered sgcd env ids → entries, in registration order, plugins included (the shared test
+suite is parametrized over this)."""
+
+_lock = threading.RLock()
+"""Guards the registry and the one plugin load (re-entrant: a plugin registers while loading)."""
+_plugins: dict[str, Any] = {"loaded": False, "loading": None}
+"""``loaded``: the plugins were loaded; ``loading``: the label of the plugin running now."""
+_broken: list[BrokenPlugin] = []
+
+
+def _who(entry: EnvEntry) -> str:
+    """Who registered ``entry``, for a clash message."""
+    source = f"plugin {entry.plugin}" if entry.plugin else "package " + entry.entry_point.split(":")[0].split(".")[0]
+    return f"{source}, entry point {entry.entry_point}"
 
 
 def _check_entry(entry: EnvEntry) -> None:
     if not entry.id.startswith("sgcd_envs/"):
         raise ValueError(f"sgcd env ids live in the 'sgcd_envs/' namespace, got {entry.id!r}")
-    if entry.id in ENVS:
-        raise ValueError(f"env id {entry.id!r} is already registered")
-    if entry.alias is not None and entry.alias in aliases():
-        raise ValueError(f"env alias {entry.alias!r} is already taken by {aliases()[entry.alias]!r}")
+    if entry.id in _ENTRIES:
+        raise ValueError(f"env id {entry.id!r} is registered twice: by {_who(_ENTRIES[entry.id])} "
+                         f"and by {_who(entry)}")
+    taken = _aliases().get(entry.alias) if entry.alias is not None else None
+    if taken is not None:
+        raise ValueError(f"env alias {entry.alias!r} is registered twice: for {taken!r} by {_who(_ENTRIES[taken])} "
+                         f"and for {entry.id!r} by {_who(entry)}")
     unknown = set(entry.task_categories) - set(TASK_CATEGORIES)
     if unknown:
         raise ValueError(f"task_categories must be among {TASK_CATEGORIES}, got {sorted(unknown)}")
@@ -128,44 +174,92 @@ def _check_entry(entry: EnvEntry) -> None:
 
 def register_env(env_id: str, entry_point: str, description: str = "", **fields: Any) -> EnvEntry:
     """Register ``env_id`` (``sgcd_envs/<Name>-v<N>``) here and with ``gymnasium.register``;
-    ``fields`` are the other :class:`EnvEntry` fields (``kwargs`` go to the constructor)."""
-    entry = EnvEntry(env_id, entry_point, description=description, **fields)
-    _check_entry(entry)
-    ENVS[env_id] = entry
-    gym.register(id=env_id, entry_point=entry_point, kwargs=dict(entry.kwargs), disable_env_checker=True)
-    return entry
+    ``fields`` are the other :class:`EnvEntry` fields (``kwargs`` go to the constructor).
+    ``ValueError`` for an id or alias that is taken, naming both registrations."""
+    with _lock:
+        entry = EnvEntry(env_id, entry_point, description=description, plugin=_plugins["loading"], **fields)
+        _check_entry(entry)
+        _ENTRIES[env_id] = entry
+        gym.register(id=env_id, entry_point=entry_point, kwargs=dict(entry.kwargs), disable_env_checker=True)
+        return entry
 
 
 def unregister_env(env_id: str) -> None:
     """Remove a registered env from here and from Gymnasium's registry (e.g. a test's own env)."""
-    ENVS.pop(env_id, None)
-    gym.envs.registry.pop(env_id, None)
+    with _lock:
+        _ENTRIES.pop(env_id, None)
+        gym.envs.registry.pop(env_id, None)
+
+
+def _load_plugin(ep: EntryPoint) -> None:
+    """Run one entry point; if it fails, record it and drop whatever it had registered."""
+    label = plugin_label(ep)
+    _plugins["loading"] = label
+    try:
+        run_plugin(ep)
+    except Exception as err:  # a broken plugin must not take the other envs down
+        _broken.append(BrokenPlugin.of(ep, err))
+        for env_id in [i for i, e in _ENTRIES.items() if e.plugin == label]:
+            unregister_env(env_id)
+    finally:
+        _plugins["loading"] = None
+
+
+def load_plugins() -> None:
+    """Load every installed :data:`~sgcd_envs.plugins.PLUGIN_GROUP` entry point, once per process (thread-safe;
+    later calls return at once, as do calls a plugin makes while it loads)."""
+    if _plugins["loaded"]:
+        return
+    with _lock:
+        if _plugins["loaded"] or _plugins["loading"] is not None:
+            return
+        try:
+            for ep in discover():
+                _load_plugin(ep)
+        finally:
+            _plugins["loaded"] = True
+
+
+def broken_plugins() -> list[BrokenPlugin]:
+    """The plugins that failed to load (each with its name, distribution and a one-line reason)."""
+    load_plugins()
+    return list(_broken)
 
 
 def env_ids() -> list[str]:
-    return sorted(ENVS)
+    """The registered env ids, sorted (plugins included)."""
+    load_plugins()
+    return sorted(_ENTRIES)
+
+
+def _aliases() -> dict[str, str]:
+    return {e.alias: e.id for e in _ENTRIES.values() if e.alias is not None}
 
 
 def aliases() -> dict[str, str]:
-    """Alias → env id."""
-    return {e.alias: e.id for e in ENVS.values() if e.alias is not None}
+    """Alias → env id (plugins included)."""
+    load_plugins()
+    return _aliases()
 
 
 def _unknown(name: str, known: Sequence[str]) -> UnknownEnvError:
+    broken = f" An env plugin failed to load and may have provided it: {'; '.join(map(str, _broken))}" if _broken else ""
     return UnknownEnvError(f"Unknown environment {name!r}. Choose one of: {', '.join(known)}."
-                           f"{did_you_mean(name, known)}")
+                           f"{did_you_mean(name, known)}{broken}")
 
 
 def env_entry(name: str) -> EnvEntry:
-    """The entry of an env id or alias; :class:`UnknownEnvError` with "Did you mean" otherwise."""
+    """The entry of an env id or alias; :class:`UnknownEnvError` with "Did you mean" (and the
+    broken plugins, if any) otherwise."""
     env_id = aliases().get(name, name)
-    if env_id not in ENVS:
+    if env_id not in _ENTRIES:
         raise _unknown(name, [*aliases(), *env_ids()])
-    return ENVS[env_id]
+    return _ENTRIES[env_id]
 
 
 def make(env_id: str, **kwargs: Any) -> gym.Env:
     """``gymnasium.make(env_id, **kwargs)`` for a registered sgcd id; else a clear error."""
-    if env_id not in ENVS:
+    load_plugins()
+    if env_id not in _ENTRIES:
         raise _unknown(env_id, env_ids())
     return gym.make(env_id, **kwargs)

@@ -213,6 +213,17 @@ def extend_and_sample(
     return generated
 
 
+@dataclass(frozen=True)
+class RolloutProgress:
+    """Where a rollout is: episodes ended (finished or, at the end, cut) of all, the lockstep turn."""
+
+    done: int
+    total: int
+    turn: int
+    max_turns: int
+    elapsed_s: float
+
+
 @dataclass
 class RolloutEngine:
     """Runs G siblings of each task through fresh environments, batched turn by turn."""
@@ -227,6 +238,8 @@ class RolloutEngine:
     batch_groups: int | None = None
     """Groups (tasks × their G siblings) sampled together in one lockstep batch; the batches run
     one after another. Bounds the KV cache (rows × context); None = all groups at once."""
+    on_progress: Callable[[RolloutProgress], None] | None = None
+    """Called after every lockstep turn and when a rollout ends (for progress displays)."""
     keep_turn_cache: bool = True
     """Keep each episode's KV cache from turn to turn and feed only its new tokens (the last
     sampled token, the env's reply, the next generation prompt). ``False`` re-feeds the whole
@@ -253,9 +266,17 @@ class RolloutEngine:
                 episodes.append(ep)
                 envs.append(env)
         per = len(task_ids) if self.batch_groups is None else self.batch_groups
+
+        def report(turn: int, ended: bool = False) -> None:
+            if self.on_progress is not None:
+                done = len(episodes) if ended else sum(ep.done for ep in episodes)
+                self.on_progress(RolloutProgress(done, len(episodes), turn, self.max_turns,
+                                                 time.perf_counter() - started))
+
         for first in range(0, len(task_ids), per):
             rows = slice(first * group_size, (first + per) * group_size)
-            self._lockstep(episodes[rows], envs[rows], cache, generator)
+            self._lockstep(episodes[rows], envs[rows], cache, generator, report)
+        report(self.max_turns, ended=True)
         for ep, env in zip(episodes, envs):
             if not ep.done:  # out of turns: the episode is cut (reward 0, as a truncation)
                 ep.info.setdefault("termination", "max_turns")
@@ -289,7 +310,8 @@ class RolloutEngine:
         ep.loss_mask = [0] * len(ep.suffix_ids)
         return ep, env
 
-    def _lockstep(self, episodes: list[Episode], envs: list[Any], cache, generator: torch.Generator) -> None:
+    def _lockstep(self, episodes: list[Episode], envs: list[Any], cache, generator: torch.Generator,
+                  report: Callable[[int], None] = lambda turn: None) -> None:
         """Advance ``episodes`` turn by turn, all active ones sampled together each turn."""
         prefix_len = len(self.renderer.prefix_ids)
         device = next(self.model.parameters()).device
@@ -317,6 +339,7 @@ class RolloutEngine:
             for r, (i, gen) in enumerate(zip(active, outs)):
                 cached[i] += len(new_tokens[r]) + state.generated_fed[r]
                 self._advance(episodes[i], envs[i], gen, turn)
+            report(turn + 1)
 
     def _advance(self, ep: Episode, env: Any, gen: list[int], turn: int) -> None:
         ended_on_stop = bool(gen) and gen[-1] in self.stop_ids

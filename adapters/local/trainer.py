@@ -19,6 +19,8 @@ gradient.
 
 from __future__ import annotations
 
+import json
+import random
 import shutil
 import time
 from collections.abc import Sequence
@@ -30,6 +32,7 @@ import torch
 
 from algorithms import grpo, sampling
 from algorithms.config import DynamicSamplingConfig, GRPOConfig
+from sgcd_common.signals import deferred_interrupts
 
 from .forward import collate, enable_activation_checkpointing, generated_hidden, pack, token_logp
 from .methods import LocalMethod, MethodContext, Signal, UpdateInputs, build_method, frozen_copy
@@ -130,6 +133,7 @@ class LocalTrainer:
         )
         self.step_idx = 0
         self._task_rng = torch.Generator().manual_seed(loop.seed)
+        self._next_step_rng = self._rng_state()  # what a checkpoint resumes the next step with
         if loop.activation_checkpointing:  # after the frozen copies: they never run backward
             enable_activation_checkpointing(model)
 
@@ -193,17 +197,33 @@ class LocalTrainer:
 
     # ------------------------------------------------------------------ one step
     def step(self) -> StepResult:
-        """One training step; a step whose rollouts kept no mixed group makes no update."""
+        """One training step; a step whose rollouts kept no mixed group makes no update.
+
+        Interrupt-safe: until the step ends the trainer's checkpointable state (model, optimizer,
+        method state, :attr:`step_idx`, the RNG it resumes with) is that of the previous step,
+        and the step ends in one block that Ctrl-C / SIGTERM cannot split
+        (:func:`~sgcd_common.signals.deferred_interrupts`)."""
         started = time.perf_counter()
         episodes, rollouts, metrics = self.collect()  # 1-2: rollout + dynamic sampling
-        self.step_idx += 1
-        metrics.update(self.update(episodes) if episodes else {"updated": 0.0})
+        if episodes:
+            metrics.update(self.update(episodes))
+        else:
+            with deferred_interrupts():
+                self._end_step()
+            metrics["updated"] = 0.0
         metrics["step_s"] = time.perf_counter() - started
         return StepResult(self.step_idx, metrics, episodes, rollouts)
 
+    def _end_step(self) -> None:
+        self.step_idx += 1
+        self._next_step_rng = self._rng_state()
+
+    def _rng_state(self) -> dict[str, Any]:
+        return {"task_rng": self._task_rng.get_state(), "torch": torch.get_rng_state(), "python": random.getstate()}
+
     def update(self, episodes: list[Episode]) -> dict[str, float]:
         """Advantages, the method's signal and loss, one AdamW step on the kept episodes
-        (gradients accumulated over micro-batches of whole groups)."""
+        (gradients accumulated over micro-batches of whole groups); ends the step."""
         started = time.perf_counter()
         self.model.train()
         device = next(self.model.parameters()).device
@@ -226,9 +246,11 @@ class LocalTrainer:
             share = len(rows) / len(episodes)  # metrics: episode-weighted mean over micro-batches
             for k, v in chunk_metrics.items():
                 metrics[k] = metrics.get(k, 0.0) + share * v
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grpo_cfg.max_grad_norm)  # 6
-        self.optimizer.step()
-        self.method.after_step()
+        with deferred_interrupts():  # the model, optimizer, teacher and step counter move together
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grpo_cfg.max_grad_norm)  # 6
+            self.optimizer.step()
+            self.method.after_step()
+            self._end_step()
         return {**{f"adv/{k}": v for k, v in adv_metrics.items()}, **metrics, "loss": loss_total,
                 "grad_norm": float(grad_norm), "updated": 1.0, "train_tokens": train_tokens,
                 "micro_batches": float(len(chunks)), "update_s": time.perf_counter() - started}
@@ -249,19 +271,29 @@ class LocalTrainer:
                             teacher_prefixes, totals)
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, directory: Path) -> Path:
-        """Write model, optimizer, the method's state (teacher) and loop position; atomic (temp dir + rename)."""
+    def save(self, directory: Path, *, meta: dict[str, Any] | None = None, keep: int | None = None) -> Path:
+        """Write ``directory/step_NNNNNN/``: model, optimizer, the method's state (teacher), the
+        step and the RNG states the next step starts from (``trainer.pt``), and ``meta`` as
+        ``checkpoint.json``; atomic (a temp folder renamed into place). ``keep``: how many of the
+        newest ``step_*`` folders to leave (None = all)."""
         directory = Path(directory)
         target = directory / f"step_{self.step_idx:06d}"
         staging = directory / f".tmp_step_{self.step_idx:06d}"
-        staging.mkdir(parents=True, exist_ok=True)
+        if staging.exists():  # left by a save that was killed
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
         state = {"step": self.step_idx, "method": self.method_name, "model": self.model.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "task_rng": self._task_rng.get_state(),
-                 **self.method.state_dict()}
+                 "optimizer": self.optimizer.state_dict(), "rng": self._next_step_rng, **self.method.state_dict()}
         torch.save(state, staging / "trainer.pt")
+        if meta is not None:
+            (staging / "checkpoint.json").write_text(json.dumps({**meta, "step": self.step_idx}, indent=1,
+                                                                sort_keys=True))
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
+        if keep is not None:
+            for old in sorted(p for p in directory.glob("step_*") if p.is_dir())[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
         return target
 
     def load(self, checkpoint: Path) -> None:
@@ -274,9 +306,13 @@ class LocalTrainer:
                              f"not {self.method_name!r}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self._task_rng.set_state(state["task_rng"])
+        rng = state["rng"]
+        self._task_rng.set_state(rng["task_rng"])
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
         self.method.load_state_dict(state)
         self.step_idx = int(state["step"])
+        self._next_step_rng = self._rng_state()
 
 
 def micro_batches(episodes: Sequence[Episode], groups_per_pass: int | None) -> list[list[int]]:

@@ -230,3 +230,28 @@ def test_sizes_check_warns_when_a_full_episode_overflows():
     loop = with_overrides(get_preset("cpu"), max_turns=30, max_new_tokens=512).loop
     (warning,) = check_sizes(loop, context)
     assert "30 turns × 512 tokens" in warning and "4096" in warning
+
+
+# ----------------------------------------------------------------------------- greedy eval trials
+@pytest.mark.parametrize("command", [("eval",), ("compare", "grpo"), ("train", "sgcd")])
+def test_several_greedy_eval_trials_are_refused(tmp_path, model, command):
+    """The cpu preset evaluates at temperature 0: K trials would repeat one greedy trial K times,
+    and pass^k over them would only repeat pass@1. Refused before the model loads or --out is made."""
+    out = tmp_path / "runs"
+    only_an_error_line(invoke(*command, "--eval-trials", "3", "--model", model, "--out", str(out)),
+                       "error: --eval-trials 3 at temperature 0 repeats one greedy trial 3 times",
+                       "pass^k needs sampled trials", "no --eval-temperature option", "use --eval-trials 1",
+                       "--preset gpu (temperature 1)")
+    assert not out.exists()
+
+
+def test_eval_trials_check():
+    from sgcd_bench.preflight import InputError, check_eval_trials
+
+    sampling = {"gpu": 1.0}
+    check_eval_trials(1, 0.0, preset="cpu", from_option=True, sampling_presets=sampling)  # one greedy trial
+    check_eval_trials(3, 1.0, preset="gpu", from_option=True, sampling_presets=sampling)  # sampled trials
+    with pytest.raises(InputError, match=r"^preset 'x' evaluates 2 trials at temperature 0 .*--preset gpu"):
+        check_eval_trials(2, 0.0, preset="x", from_option=False, sampling_presets=sampling)
+    with pytest.raises(InputError, match=r"use --eval-trials 1$"):  # no other preset samples: no advice to name
+        check_eval_trials(2, 0.0, preset="gpu", from_option=True, sampling_presets=sampling)

@@ -85,3 +85,25 @@ def test_compare_end_to_end_with_a_tiny_model(tmp_path, tokenizer):
     text = json.dumps(rows)
     for method in ("grpo", "sgcd", "sdpo", "do-nothing"):
         assert f'"{method}"' in text
+
+
+def test_eval_prints_only_what_it_uses(tmp_path, tokenizer):
+    """`eval` trains nothing: its header has no training line (steps, groups, optimizer, dynamic
+    sampling), only the model, env, prompt, threads, the eval sizes and the user; its leaderboard
+    row says what it measured (run id, tasks × trials) and that it trained no steps."""
+    model_dir = tmp_path / "tiny"
+    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    result = invoke("eval", "--model", str(model_dir), "--out", str(tmp_path / "runs"), "--max-turns", "1",
+                    "--max-new-tokens", "3", "--eval-tasks", "2", "--env", "tau3-airline", "--prompt", "compact")
+    assert result.exit_code == 0, result.output
+    header, _, board = result.output.partition("leaderboard (")
+    assert not any(line.strip().startswith("train:") for line in header.splitlines()), header
+    for gone in ("steps ×", "dynamic sampling", "β_KL", "lr ", "summarizer"):
+        assert gone not in header, (gone, header)
+    assert f"model {model_dir}" in header and "env sgcd_envs/Tau3Airline-v0" in header
+    assert "torch threads 2" in header and "prompt compact (stand-in)" in header
+    assert "  eval: test split, 2 tasks × 1 trial(s), temperature 0, ≤1 turns × 3 tokens" in header
+    assert "user: scripted" in header
+    row = next(line for line in board.splitlines() if "│ eval" in line)
+    assert "│ #1 " in row and "│ 2×1 │" in " ".join(row.split()) and "│ — │" in " ".join(row.split()), row

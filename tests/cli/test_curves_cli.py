@@ -94,3 +94,53 @@ def test_compare_plots_its_curves_and_plot_redraws_them(tmp_path, tokenizer):
     listed = invoke("leaderboard", "--out", str(out), "--plot", str(tmp_path / "board.png"))
     assert listed.exit_code == 0, listed.output
     assert is_png(tmp_path / "board.png")
+
+
+def _steps(store: ResultStore, run_id: int, rewards: list[float]) -> None:
+    for i, r in enumerate(rewards, start=1):
+        store.record_step(run_id, TrainStep(step=i, reward_mean=r, action_success=None, no_write_success=r,
+                                            write_calls=0.0, episodes=4, updated=True, loss=0.1,
+                                            groups_kept=1, groups_drawn=2, step_s=0.5))
+
+
+def test_plot_of_several_seeds_says_whether_each_method_rose_by_more_than_its_spread(tmp_path):
+    out = tmp_path / "runs"
+    curves = {("grpo", 0): [0.2, 0.4, 0.6, 0.6], ("grpo", 1): [0.3, 0.5, 0.7, 0.8], ("grpo", 2): [0.25, 0.5, 0.6, 0.7],
+              ("sdpo", 0): [0.3, 0.3, 0.5, 0.5], ("sdpo", 1): [0.5, 0.4, 0.3, 0.3], ("sdpo", 2): [0.4, 0.4, 0.4, 0.4]}
+    ids = []
+    with ResultStore(out / "results.sqlite") as store:
+        for (method, seed), rewards in curves.items():
+            ids.append(store.start_run(method=method, env="sgcd_envs/TinyShop-v0", seed=seed))
+            _steps(store, ids[-1], rewards)
+    result = invoke("plot", *map(str, ids), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[1:-1]]
+            for ln in result.output.splitlines() if ln.startswith("│")}
+    # grpo: gains +0.40 +0.45 +0.40, mean 0.417 > spread 0.05; sdpo: +0.20 -0.20 0.00, mean 0 < 0.4
+    assert rows["grpo"][1:] == ["0 1 2", "0.20 0.30 0.25", "0.60 0.75 0.65", "+0.40 +0.45 +0.40", "+0.417", "0.050",
+                                "yes"]
+    assert rows["sdpo"][4:] == ["+0.20 -0.20 +0.00", "+0.000", "0.400", "no"]
+
+
+def test_compare_with_several_seeds_trains_each_method_once_per_seed(tmp_path, tokenizer):
+    model_dir = tmp_path / "tiny"
+    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "runs"
+    result = invoke("compare", "grpo", "--seeds", "3,5", "--model", str(model_dir), "--out", str(out),
+                    "--steps", "3", "--env", "tiny-shop", "--no-warm-start", "--group-size", "2",
+                    "--groups-per-batch", "1", "--max-turns", "1", "--max-new-tokens", "3", "--eval-tasks", "2",
+                    "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert "seeds 3, 5: every method trains once per seed" in result.output
+    with ResultStore(out / "results.sqlite") as store:
+        assert [(r.method, r.seed) for r in store.runs() if r.method == "grpo"] == [("grpo", 3), ("grpo", 5)]
+    assert "grpo s3" in result.output and "grpo s5" in result.output
+    assert "gain > spread" in result.output  # the learning table of the two seeds
+
+
+@pytest.mark.parametrize("seeds", ["a,b", "1,1", ","])
+def test_bad_seeds_are_one_line(seeds, tmp_path):
+    only_an_error_line(invoke("compare", "grpo", "--seeds", seeds, "--out", str(tmp_path)), "--seeds")
+    only_an_error_line(invoke("compare", "grpo", "--seeds", "0,1", "--seed", "2", "--out", str(tmp_path)),
+                       "--seed and --seeds")

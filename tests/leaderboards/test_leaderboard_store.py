@@ -254,7 +254,10 @@ def test_sigkill_inside_the_transaction_keeps_finished_evaluations(tmp_path):
     assert counts == done  # all finished ones readable, the killed one absent
     with ResultStore(db) as s:
         run = s.runs()[0]
-        assert run.status == "running"  # killed: never finished
+        # killed, so it never closed its run: the next open finds its process gone and marks it
+        assert run.status == "failed" and "died" in run.flags, (run.status, run.flags)
+        assert f"process {proc.pid} ended without closing the run" in run.flags["died"]
+        assert "3 evaluation(s) kept" in run.flags["died"]
         assert [e.step for e in s.evaluations(run.id)] == [0, 1, 2]
         # the store stays writable after the crash
         rid = s.start_run(method="grpo", env="e")
@@ -325,7 +328,7 @@ def test_sigkill_mid_training_keeps_every_finished_step(tmp_path):
     assert [ln for ln in lines if ln.startswith("step")] == ["step 1", "step 2", "step 3"]
     with ResultStore(db) as s:
         [run] = s.runs()
-        assert run.status == "running"  # killed mid-run
+        assert run.status == "failed" and "3 finished step(s)" in run.flags["died"]  # killed mid-run
         assert [st.step for st in s.steps(run.id)] == [1, 2, 3]
         assert [st.updated for st in s.steps(run.id)] == [True, False, True]
 

@@ -166,8 +166,10 @@ def test_an_unreadable_sidecar_is_set_aside_not_deleted(tmp_path):
 def as_written_by_version(db: Path, version: int) -> None:
     """Make a store look like one an older sgcd-bench wrote: drop what later versions added
     (v2: the sidecars' ``applied_writes``; v3: the typed stand-in columns; v4: ``train_steps`` and
-    the episodes' ``write_calls_succeeded``)."""
+    the episodes' ``write_calls_succeeded``; v5: ``runs.owner``)."""
     con = sqlite3.connect(db)
+    if version < 5:
+        con.execute("ALTER TABLE runs DROP COLUMN owner")
     if version < 2:
         con.execute("DROP TABLE IF EXISTS applied_writes")
     if version < 3:
@@ -224,7 +226,7 @@ def test_a_version_3_store_gets_an_empty_steps_table(tmp_path):
     assert con.execute("SELECT name FROM sqlite_master WHERE name = 'train_steps'").fetchone() is None
     con.close()
     with ResultStore(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         assert store.steps(run_id) == []  # stored before v4: no curves, nothing invented
         assert store.run(run_id).stand_ins == StandIns(user=True)  # v3's columns kept as they were
         assert store.episode_count(store.latest_evaluation(run_id).id) == 3
@@ -232,6 +234,17 @@ def test_a_version_3_store_gets_an_empty_steps_table(tmp_path):
                          episodes=4, updated=True, loss=0.1, groups_kept=1, groups_drawn=2, step_s=1.0)
         store.record_step(run_id, step)  # the migrated store takes steps like a new one
         assert store.steps(run_id) == [step]
+
+
+def test_a_version_4_store_gets_run_owners_and_leaves_its_old_runs_alone(tmp_path):
+    db = tmp_path / "results.sqlite"
+    with ResultStore(db) as store:
+        run_id = store.start_run(method="grpo", env="e")  # still running when the old version stopped
+    as_written_by_version(db, 4)
+    with ResultStore(db) as store:
+        assert store.schema_version == 5
+        assert store.dead_on_open == []  # no owner recorded: nobody can tell it died
+        assert store.run(run_id).status == "running"
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "nan"])

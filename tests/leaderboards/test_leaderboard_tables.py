@@ -110,16 +110,21 @@ def test_terminal_table_shows_values_labels_and_captions(store):
     assert "AppWorld leaderboard (sgcd_envs/AppWorld-v0)" in text
     lines = text.splitlines()
     grpo_line = next(ln for ln in lines if "│ ours" in ln and "grpo" in ln)
-    for cell in ("0.600 (n=3)", "0.533", "0.500", "0.333", "1.000", "1.20", "250.0", "20.0"):
-        assert cell in grpo_line, (cell, grpo_line)
+    for cell in ("│ #2 ", "│ 10×3 │", "│ 8 │", "0.600", "0.533", "0.500", "0.333", "1.000", "1.20", "250.0",
+                 "20.0"):
+        assert cell in " ".join(grpo_line.split()), (cell, grpo_line)
+    assert "(n=" not in text
     assert grpo_line.rstrip("│ ").endswith("U")  # note code for "stand-in user"
     base_line = next(ln for ln in lines if "│ baseline" in ln)
-    assert "do-nothing" in base_line and "0.400 (n=3)" in base_line
+    assert "do-nothing" in base_line and "0.400" in base_line
+    base_cells = " ".join(base_line.split())
+    assert "│ #1 │ do-nothing │" in base_cells and "│ 10×3 │ — │" in base_cells
     sdpo_line = next(ln for ln in lines if "│ ours" in ln and "sdpo" in ln)
     assert "⚠ collapse" in sdpo_line
     refs = [ln for ln in lines if "│ reference" in ln]
     assert len(refs) == 3 + 4
     assert all(ln.rstrip("│ ").endswith("R") and "Qwen3.5-4B" in ln for ln in refs)
+    assert all("│ — │ — │ — │" in " ".join(ln.split()) for ln in refs)  # no run, tasks×trials, steps
     assert "[R] reference rows: arXiv 2606.12634 (SGCD paper), reported, not measured here" in text
     assert any("0.583" in ln for ln in refs) and any("45.6" in ln for ln in refs)
     assert "[U] stand-in user: scripted stand-in user simulator, not the τ³ LLM user: not τ³ benchmark numbers" in text
@@ -141,7 +146,10 @@ def test_full_notes_and_narrow_terminal(store):
     text = narrow.export_text()
     assert max(len(ln) for ln in text.splitlines()) <= 100
     assert "narrow terminal: hidden columns wall s, tok/s" in text
-    assert "pass@1 (n)" in text and "0.600 (n=3)" in text and "⚠ collapse" in text
+    header = next(ln for ln in text.splitlines() if "pass@1" in ln)
+    for kept in ("run", "tasks×trials", "steps", "pass@1", "flags", "notes"):
+        assert kept in header, (kept, header)
+    assert "0.600" in text and "10×3" in text and "⚠ collapse" in text
 
 
 def test_empty_store_and_env_filter(tmp_path, store):
@@ -162,9 +170,14 @@ def test_exports_parse_back(store, tmp_path):
     grpo = next(r for r in rows if r["kind"] == "run" and r["method"] == "grpo")
     assert grpo["pass_at_1"] == pytest.approx(0.6) and grpo["pass_hat_3"] == pytest.approx(0.5)
     assert grpo["notes"] == "stand-in user" and grpo["trials"] == 3
+    assert (grpo["run_id"], grpo["n_tasks"], grpo["trials_max"], grpo["tasks_x_trials"], grpo["steps"]) == (
+        2, 10, 3, "10×3", 8)
+    base = next(r for r in rows if r["kind"] == "baseline")
+    assert base["steps"] is None and base["step"] == 0 and base["tasks_x_trials"] == "10×3"
     assert "not τ³ benchmark numbers" in j["legend"]["stand-in user"]
     ref = [r for r in rows if r["kind"] == "reference"]
     assert all(r["source"].startswith("arXiv 2606.12634") for r in ref)
+    assert all(r["run_id"] is None and r["steps"] is None and r["tasks_x_trials"] == "—" for r in ref)
 
     with open(export(store, "csv", tmp_path / "lb.csv"), newline="") as f:
         crow = list(csv.DictReader(f))
@@ -174,8 +187,8 @@ def test_exports_parse_back(store, tmp_path):
     assert sdpo["flags"].startswith(COLLAPSE_FLAG) and float(sdpo["action_pass"]) == 0.0
 
     md = export(store, "md", tmp_path / "out" / "lb.md").read_text()
-    assert "### τ³-airline leaderboard" in md and "| *reference* | *sgcd* |" in md
-    assert "| baseline | do-nothing |" in md and "0.600 (n=3)" in md
+    assert "### τ³-airline leaderboard" in md and "| *reference* | *—* | *sgcd* |" in md
+    assert "| baseline | #1 | do-nothing |" in md and "| 10×3 | 8 | 0.600 |" in md
 
     with pytest.raises(ValueError, match="Unknown export format 'jsno'.*Did you mean 'json'"):
         export(store, "jsno", tmp_path / "x")
@@ -192,10 +205,107 @@ def test_compact_table_moves_shared_settings_to_the_caption(tmp_path):
         console = Console(record=True, width=160)
         print_leaderboard(s, console=console)
     text = console.export_text()
-    header = next(ln for ln in text.splitlines() if "pass@1 (n)" in ln)
+    header = next(ln for ln in text.splitlines() if "pass@1" in ln)
     assert "user sim" not in header and "summarizer" not in header and "seed" not in header
     assert "model" in header  # differs from the reference rows' Qwen3.5-4B, so it stays
     assert ("measured rows share: seed 0 · user sim scripted (stand-in) · summarizer offline-contrast"
             in text.replace("\n", " ").replace("  ", " "))
     assert "[P] compact prompt: compact prompt variant" in text and "[S] offline summarizer" in text
     assert "no do-nothing baseline run stored for this env" in text
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one rendered table line."""
+    line = line.replace("┃", "│").strip().strip("│")
+    return [c.strip() for c in line.split("│")]
+
+
+@pytest.fixture
+def two_grpo_runs(tmp_path):
+    """Two grpo runs that differ only in steps trained and tasks × trials evaluated (issue 18),
+    plus an eval-only run of the same model."""
+    with ResultStore(tmp_path / "two.sqlite") as s:
+        common = dict(env=TAU, split="test", model="SmolLM2-135M-Instruct", user_simulator="scripted (stand-in)",
+                      stand_ins=StandIns(user=True), seed=0)
+        long = s.start_run(method="grpo", config={"eval_temperature": 1.0, "eval_trials": 3}, **common)
+        s.record_evaluation(long, 20, tau_episodes({"0": 3, "1": 2}, 3), wall_s=9.0, tokens=900)
+        short = s.start_run(method="grpo", config={"eval_temperature": 0.0, "eval_trials": 1}, **common)
+        s.record_evaluation(short, 2, [EpisodeResult("0", 0, "action", 1.0), EpisodeResult("6", 0, "no_write", 1.0)],
+                            wall_s=1.0, tokens=50)
+        only = s.start_run(method="eval", config={"eval_temperature": 0.0, "eval_trials": 1}, **common)
+        s.record_evaluation(only, 0, [EpisodeResult("0", 0, "action", 0.0), EpisodeResult("6", 0, "no_write", 1.0)],
+                            wall_s=1.0, tokens=50)
+        yield s
+
+
+def test_two_grpo_runs_show_their_run_tasks_trials_and_steps(two_grpo_runs):
+    rows = leaderboard_rows(two_grpo_runs)[TAU]
+    short, long, only = rows[:3]  # by pass@1: 1.0, 0.567, 0.5
+    assert (short.run_id, short.n_tasks, short.trials, short.steps) == (2, 2, 1, 2)
+    assert (long.run_id, long.n_tasks, long.trials, long.steps) == (1, 10, 3, 20)
+    assert (only.method, only.step, only.steps) == ("eval", 0, None)
+    assert not any(r.greedy_trials for r in rows)
+
+    console = Console(record=True, width=160)
+    print_leaderboard(two_grpo_runs, console=console)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(ln) for ln in lines) <= 160
+    assert "narrow terminal: hidden columns wall s (widen" in text and "(n=" not in text  # only wall s goes
+    header = _cells(next(ln for ln in lines if "pass@1" in ln))
+    assert header[:5] == ["row", "run", "method", "model", "tasks×trials"] and header[5:7] == ["steps", "pass@1"]
+    by_run = {_cells(ln)[1]: _cells(ln) for ln in lines if ln.startswith("│")}
+    assert by_run["#1"][2:7] == ["grpo", "SmolLM2-135M-Instruct", "10×3", "20", "0.567"]
+    assert by_run["#2"][2:7] == ["grpo", "SmolLM2-135M-Instruct", "2×1", "2", "1.000"]
+    assert by_run["#3"][2:7] == ["eval", "SmolLM2-135M-Instruct", "2×1", "—", "0.500"]
+    refs = [c for c in (_cells(ln) for ln in lines if ln.startswith("│ reference"))]
+    assert len(refs) == 3 and all(r[1] == "—" and r[4] == "—" and r[5] == "—" for r in refs)
+
+
+def test_exports_carry_run_tasks_trials_and_steps(two_grpo_runs, tmp_path):
+    rows = json.loads(export(two_grpo_runs, "json", tmp_path / "two.json").read_text())["rows"]
+    got = [(r["run_id"], r["method"], r["n_tasks"], r["trials"], r["tasks_x_trials"], r["steps"], r["greedy_trials"])
+           for r in rows if r["kind"] == "run"]
+    assert got == [(2, "grpo", 2, 1, "2×1", 2, False), (1, "grpo", 10, 3, "10×3", 20, False),
+                   (3, "eval", 2, 1, "2×1", None, False)]
+    md = export(two_grpo_runs, "md", tmp_path / "two.md").read_text()
+    assert "| tasks×trials | steps | pass@1 |" in md and "| #1 | grpo |" in md and "| 10×3 | 20 | 0.567 |" in md
+
+
+def test_unequal_trials_show_a_range(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as s:
+        rid = s.start_run(method="grpo", env=TAU)
+        s.record_evaluation(rid, 3, [EpisodeResult("0", t, "action", 1.0) for t in range(3)]
+                            + [EpisodeResult("6", 0, "no_write", 1.0)], wall_s=1.0, tokens=1)
+        (row,) = leaderboard_rows(s, include_reference=False)[TAU]
+        assert (row.trials, row.trials_max) == (1, 3)
+        console = Console(record=True, width=200)
+        print_leaderboard(s, console=console, include_reference=False)
+    assert "2×1-3" in console.export_text()
+
+
+def test_greedy_trials_are_flagged_not_silent(tmp_path):
+    """A run stored with several trials per task at eval temperature 0 (identical greedy trials)
+    keeps its numbers but marks pass^k, notes it and explains it; sampled runs, single trials and
+    runs that stored no eval temperature are not marked."""
+    with ResultStore(tmp_path / "g.sqlite") as s:
+        for temperature, trials in ((0.0, 3), (1.0, 3), (0.0, 1), (None, 3)):
+            config = {} if temperature is None else {"eval_temperature": temperature, "eval_trials": trials}
+            rid = s.start_run(method="grpo", env=TAU, split="test", model="m", config=config)
+            s.record_evaluation(rid, 4, tau_episodes({"0": trials}, trials, trials=trials), wall_s=1.0, tokens=1)
+        rows = {r.run_id: r for r in leaderboard_rows(s, include_reference=False)[TAU]}
+        assert [rows[i].greedy_trials for i in (1, 2, 3, 4)] == [True, False, False, False]
+        assert rows[1].notes == ("greedy trials",) and rows[1].pass_hat_k[3] == pytest.approx(rows[1].pass_at_1)
+        console = Console(record=True, width=200)
+        print_leaderboard(s, console=console, include_reference=False)
+        exported = json.loads(export(s, "json", tmp_path / "g.json").read_text())
+    text = console.export_text()
+    lines = {_cells(ln)[1]: _cells(ln) for ln in text.splitlines() if ln.startswith("│ ours")}
+    header = _cells(next(ln for ln in text.splitlines() if "pass@1" in ln))
+    p2, p3 = header.index("pass^2"), header.index("pass^3")
+    assert lines["#1"][p2].endswith(" G") and lines["#1"][p3].endswith(" G") and lines["#1"][-1] == "G"
+    assert not any(lines[i][p2].endswith("G") or lines[i][-1] == "G" for i in ("#2", "#4"))
+    assert "[G] greedy trials: trials at eval temperature 0 repeat one greedy trial" in text
+    assert "(run #1)" in text
+    flagged = [r["run_id"] for r in exported["rows"] if r["greedy_trials"]]
+    assert flagged == [1] and "greedy trials" in exported["legend"]

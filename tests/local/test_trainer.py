@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import gymnasium
@@ -355,3 +356,59 @@ def test_loop_settings_validate():
         LoopSettings(steps=0)
     with pytest.raises(ValueError, match="temperature"):
         LoopSettings(temperature=0.0)
+
+
+def _draws(trainer):
+    """Record the tasks each dynamic-sampling round draws."""
+    seen, draw = [], trainer._draw_tasks
+
+    def recording(n):
+        picks = draw(n)
+        seen.append(picks)
+        return picks
+    trainer._draw_tasks = recording
+    return seen
+
+
+@pytest.mark.parametrize("interrupt_in_rollout", [False, True])
+def test_a_resumed_trainer_continues_as_the_uninterrupted_one(tiny_model, tokenizer, tmp_path, interrupt_in_rollout):
+    """Train 2 steps straight; or 1 step, (Ctrl-C in step 2's rollout,) checkpoint, resume in a
+    fresh trainer and train step 2: the same tasks, rewards and weights."""
+    init = copy.deepcopy(tiny_model)
+    straight = make_trainer(copy.deepcopy(init), tokenizer, "grpo")
+    straight.step()
+    straight_draws = _draws(straight)
+    second = straight.step()
+
+    first = make_trainer(copy.deepcopy(init), tokenizer, "grpo")
+    first.step()
+    if interrupt_in_rollout:  # the rollout of step 2 has drawn its tasks when Ctrl-C lands
+        run = first.engine.run
+
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+        first.engine.run = interrupted
+        with pytest.raises(KeyboardInterrupt):
+            first.step()
+        first.engine.run = run
+        assert first.step_idx == 1
+    first.save(tmp_path, meta={"method": "grpo"})
+    resumed = make_trainer(copy.deepcopy(init), tokenizer, "grpo")
+    resumed.load(tmp_path)
+    resumed_draws = _draws(resumed)
+    again = resumed.step()
+
+    assert resumed_draws == straight_draws
+    assert [ep.reward for ep in again.rollouts] == [ep.reward for ep in second.rollouts]
+    assert again.metrics["updated"] == second.metrics["updated"] == 1.0  # step 2 changed the weights
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert json.loads((tmp_path / "step_000001" / "checkpoint.json").read_text()) == {"method": "grpo", "step": 1}
+
+
+def test_save_keeps_only_the_newest_checkpoints(tiny_model, tokenizer, tmp_path):
+    trainer = make_trainer(tiny_model, tokenizer, "grpo")
+    for _ in range(3):
+        trainer._end_step()
+        trainer.save(tmp_path, keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000003"]
