@@ -53,6 +53,9 @@ class GRPOConfig:
     """ε_lo, lower clip: ρ ≥ 1 − ε_lo (PPO paper default 0.2)."""
     eps_hi: float = 0.28
     """ε_hi, upper clip: ρ ≤ 1 + ε_hi ("clip-higher", DAPO paper 0.28)."""
+    clip_ratio_c: float | None = 3.0
+    """Dual-clip bound c > 1 on −Â·ρ for Â < 0 (verl ``clip_ratio_c`` default 3.0; None = off). Inert
+    on-policy (ρ = 1 in the local trainer's one epoch on fresh rollouts)."""
     beta_kl: float = 0.001
     """β_KL, coefficient of the k3 KL(π_θ‖π_ref) loss term (verl kl_loss_coef default; ours)."""
     norm_by_std: bool = True
@@ -70,6 +73,8 @@ class GRPOConfig:
         _need(self, "group_size", _is_int(self.group_size) and self.group_size >= 2, "an integer >= 2")
         _need(self, "eps_lo", _finite(self.eps_lo) and 0.0 <= self.eps_lo < 1.0, "a number in [0, 1)")
         _need(self, "eps_hi", _finite(self.eps_hi) and self.eps_hi >= 0.0, "a finite number >= 0")
+        _need(self, "clip_ratio_c", self.clip_ratio_c is None or (_finite(self.clip_ratio_c) and self.clip_ratio_c > 1.0),
+              "None or a number > 1")
         _need(self, "beta_kl", _finite(self.beta_kl) and self.beta_kl >= 0.0, "a finite number >= 0")
         _need(self, "norm_by_std", isinstance(self.norm_by_std, bool), "a bool")
         _need(self, "adv_eps", _finite(self.adv_eps) and self.adv_eps >= 0.0, "a finite number >= 0")

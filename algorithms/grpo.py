@@ -11,6 +11,7 @@ arguments, never a config object; every loss returns ``(loss, metrics)`` with py
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -31,6 +32,10 @@ __all__ = [
 
 LOG_RATIO_CLAMP = 20.0
 """|log ρ| is clamped to this before exp (as verl and the SDPO reference code do) to avoid inf."""
+KL_K3_CLAMP = 10.0
+"""k3 is clamped to at most this, as verl's ``low_var_kl`` does (a clamped token gets no gradient)."""
+DUAL_CLIP_C = 3.0
+"""verl's default ``clip_ratio_c``: the dual-clip bound on −Â·ρ for negative advantages."""
 
 
 def group_index(group_ids: torch.Tensor | Sequence) -> tuple[torch.Tensor, int]:
@@ -113,18 +118,19 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token k3 estimator of KL(π_θ‖π_ref) at the sampled token.
 
     ``k3 = exp(d) − d − 1`` with ``d = log π_ref(y_t) − log π_θ(y_t)``; unbiased for the KL when
-    y_t ~ π_θ and ≥ 0 pointwise (exp(d) ≥ 1 + d). Computed as ``expm1(d) − d`` for accuracy and
-    clamped at 0 against rounding. Gradient flows through ``logp`` (and ``ref_logp`` if it
+    y_t ~ π_θ and ≥ 0 pointwise (exp(d) ≥ 1 + d). Computed as ``expm1(d) − d`` for accuracy,
+    with d clamped to ±20 and the result to [0, 10] as verl's ``low_var_kl`` does (a token past
+    10 contributes 10 and no gradient). Gradient flows through ``logp`` (and ``ref_logp`` if it
     requires grad; the caller normally passes it detached).
 
     Shapes: any, equal → same shape. Source: Schulman, "Approximating KL divergence" (2020);
-    verl ``kl_penalty(..., "low_var_kl")``, which also clamps d to ±20 (here too).
+    clamps as verl ``kl_penalty(..., "low_var_kl")``.
     """
     _checks.same_shape(logp=logp, ref_logp=ref_logp)
     _checks.finite("logp", logp)
     _checks.finite("ref_logp", ref_logp)
     d = (ref_logp - logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
-    return (torch.expm1(d) - d).clamp_min(0.0)
+    return (torch.expm1(d) - d).clamp(0.0, KL_K3_CLAMP)
 
 
 def aggregate_loss(
@@ -138,17 +144,17 @@ def aggregate_loss(
 ) -> torch.Tensor:
     """Reduce a per-token loss (B, T) to a scalar with verl's ``loss_agg_mode`` names.
 
-    With m the mask, L_i = Σ_t m_it ℓ_it and n_i = Σ_t m_it:
+    With m the mask, L_i = Σ_t m_it ℓ_it, n_i = Σ_t m_it, S = #{i : n_i > 0} and D = ``dp_size``:
 
-    - ``token-mean``: Σ_i L_i / N_tok, N_tok = ``batch_num_tokens`` or Σ m (SPEC §3.4 default)
-    - ``token-sum``: Σ_i L_i
-    - ``seq-mean-token-sum``: Σ_i L_i / B'
-    - ``seq-mean-token-mean``: Σ_i (L_i / n_i) / B'  (sequences with n_i = 0 contribute 0)
-    - ``seq-mean-token-sum-norm``: Σ_i L_i / T
+    - ``token-mean``: D · Σ_i L_i / N_tok, N_tok = ``batch_num_tokens`` or Σ m (SPEC §3.4 default)
+    - ``token-sum``: D · Σ_i L_i
+    - ``seq-mean-token-sum``: D · Σ_i L_i / B'
+    - ``seq-mean-token-mean``: D · Σ_{i: n_i>0} (L_i / n_i) / B'
+    - ``seq-mean-token-sum-norm``: D · Σ_i L_i / B' / T  (T = the padded length)
 
-    B' = ``global_batch_size`` or the local B. When the global counts are given (data-parallel
-    training), the result is multiplied by ``dp_size`` so that the DP gradient average restores the
-    global mean, as verl's ``agg_loss`` does. Empty masks give 0, never NaN.
+    B' = ``global_batch_size`` or S (sequences without tokens do not count). The data-parallel
+    factor D makes DP's gradient average restore the global sum or mean. As verl's ``agg_loss``,
+    except that a zero count gives 0 here instead of NaN.
     Source: verl ``core_algos.agg_loss`` (names and semantics).
     """
     _checks.agg_mode(mode)
@@ -157,18 +163,17 @@ def aggregate_loss(
     scale = float(dp_size)
     if mode == "token-mean":
         denom = torch.as_tensor(batch_num_tokens, dtype=loss_mat.dtype) if batch_num_tokens is not None else m.sum()
-        scale = scale if batch_num_tokens is not None else 1.0
-        return (loss_mat * m).sum() / denom.clamp_min(1.0) * scale
+        return (loss_mat * m).sum() / denom.clamp_min(1.0) * scale  # counts are whole: 1 only guards 0
     if mode == "token-sum":
-        return (loss_mat * m).sum()
+        return (loss_mat * m).sum() * scale
+    tokens = m.sum(dim=-1)
     seq = (loss_mat * m).sum(dim=-1)
     if mode == "seq-mean-token-mean":
-        seq = seq / m.sum(dim=-1).clamp_min(1.0)
-    if mode == "seq-mean-token-sum-norm":
-        return seq.sum() / loss_mat.shape[-1]
-    if global_batch_size is not None:
-        return seq.sum() / max(float(global_batch_size), 1.0) * scale
-    return seq.sum() / max(loss_mat.shape[0], 1)
+        seq = seq / tokens.clamp_min(1e-8)
+    sequences = torch.as_tensor(global_batch_size, dtype=loss_mat.dtype) if global_batch_size is not None \
+        else (tokens > 0).sum().to(loss_mat.dtype)
+    loss = seq.sum() / sequences.clamp_min(1.0) * scale
+    return loss / loss_mat.shape[-1] if mode == "seq-mean-token-sum-norm" else loss
 
 
 def _token_adv(adv: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -188,14 +193,17 @@ def ppo_clip_loss(
     *,
     eps_lo: float,
     eps_hi: float,
+    clip_ratio_c: float | None = DUAL_CLIP_C,
     loss_agg_mode: str = "token-mean",
     batch_num_tokens: float | None = None,
     global_batch_size: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Token-level PPO clipped surrogate with asymmetric clip range (loss to minimise).
+    """Token-level PPO clipped surrogate with asymmetric clip range and dual clip (loss to minimise).
 
     ``ρ_t = exp(logp_t − old_logp_t)`` (log-ratio clamped to ±20),
-    ``ℓ_t = max(−Â_t ρ_t, −Â_t clip(ρ_t, 1 − ε_lo, 1 + ε_hi))``, aggregated by ``loss_agg_mode``.
+    ``ℓ_t = max(−Â_t ρ_t, −Â_t clip(ρ_t, 1 − ε_lo, 1 + ε_hi))``, and for Â_t < 0 the dual clip
+    ``ℓ_t ← min(ℓ_t, −Â_t c)`` (c = ``clip_ratio_c`` > 1, None = off), aggregated by ``loss_agg_mode``.
+    On-policy (ρ = 1, one epoch on fresh rollouts) the dual clip is inert.
 
     Shapes: logp, old_logp, mask (B, T); adv (B,) broadcast over T, or (B, T) (SGCD's w·A).
     Gradient flows through ``logp`` only; ``old_logp`` and ``adv`` are detached.
@@ -203,7 +211,8 @@ def ppo_clip_loss(
     (Â<0 and ρ<1−ε_lo), ``pg_clipfrac`` (their sum), ``ppo_kl`` = mean(old_logp − logp) (k1
     estimate of KL(π_old‖π_θ)), ratio mean/max — all masked means over tokens.
     Source: PPO (Schulman et al. 2017); asymmetric clip "clip-higher" from DAPO (Yu et al. 2025);
-    metric names as verl ``compute_policy_loss_vanilla``.
+    dual clip (Ye et al. 2020, arXiv 1912.09729) with verl's default c = 3; metric names as verl
+    ``compute_policy_loss_vanilla``.
     """
     _checks.same_shape(logp=logp, old_logp=old_logp, mask=mask)
     _checks.ndim("logp", logp, 2)
@@ -213,6 +222,8 @@ def ppo_clip_loss(
         raise ShapeError(f"eps_lo must be in [0, 1), got {eps_lo}")
     if eps_hi < 0.0:
         raise ShapeError(f"eps_hi must be >= 0, got {eps_hi}")
+    if clip_ratio_c is not None and not clip_ratio_c > 1.0:
+        raise ShapeError(f"clip_ratio_c must be > 1 (or None), got {clip_ratio_c}")
     m = _checks.positive_mask("mask", mask, logp)
     a = _token_adv(adv, logp)
     log_ratio = (logp - old_logp.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
@@ -220,14 +231,18 @@ def ppo_clip_loss(
     pg1 = -a * ratio
     pg2 = -a * ratio.clamp(1.0 - eps_lo, 1.0 + eps_hi)
     loss_mat = torch.maximum(pg1, pg2)
+    if clip_ratio_c is not None:
+        loss_mat = torch.where(a < 0, torch.minimum(loss_mat, -a * clip_ratio_c), loss_mat)
     loss = aggregate_loss(loss_mat, m, loss_agg_mode, batch_num_tokens=batch_num_tokens,
                           global_batch_size=global_batch_size)
     with torch.no_grad():
         r = ratio.detach()
         hi = ((a > 0) & (r > 1.0 + eps_hi)).to(m.dtype)
         lo = ((a < 0) & (r < 1.0 - eps_lo)).to(m.dtype)
+        dual = ((a < 0) & (r > (clip_ratio_c if clip_ratio_c is not None else math.inf))).to(m.dtype)
         any_tok = bool(m.sum() > 0)
         metrics = {
+            "actor/pg_clipfrac_dual": float(masked_mean(dual, m)),
             "actor/pg_loss": float(loss.detach()),
             "actor/pg_clipfrac_high": float(masked_mean(hi, m)),
             "actor/pg_clipfrac_low": float(masked_mean(lo, m)),
@@ -250,6 +265,7 @@ def grpo_kl_loss(
     eps_lo: float,
     eps_hi: float,
     beta_kl: float,
+    clip_ratio_c: float | None = DUAL_CLIP_C,
     loss_agg_mode: str = "token-mean",
     batch_num_tokens: float | None = None,
     global_batch_size: float | None = None,
@@ -268,7 +284,7 @@ def grpo_kl_loss(
         raise ShapeError(f"beta_kl must be >= 0, got {beta_kl}")
     _checks.same_shape(logp=logp, ref_logp=ref_logp)
     pg, metrics = ppo_clip_loss(
-        logp, old_logp, adv, mask, eps_lo=eps_lo, eps_hi=eps_hi, loss_agg_mode=loss_agg_mode,
+        logp, old_logp, adv, mask, eps_lo=eps_lo, eps_hi=eps_hi, clip_ratio_c=clip_ratio_c, loss_agg_mode=loss_agg_mode,
         batch_num_tokens=batch_num_tokens, global_batch_size=global_batch_size,
     )
     kl_mat = kl_k3(logp, ref_logp.detach())

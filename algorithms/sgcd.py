@@ -14,6 +14,7 @@ import torch
 
 from algorithms import _checks
 from algorithms.errors import ShapeError
+from algorithms.grpo import DUAL_CLIP_C
 
 __all__ = ["credit_scores", "credit_weights", "weighted_advantages", "sgcd_loss"]
 
@@ -164,6 +165,7 @@ def sgcd_loss(
     eps_lo: float,
     eps_hi: float,
     beta_kl: float,
+    clip_ratio_c: float | None = DUAL_CLIP_C,
     loss_agg_mode: str = "token-mean",
     batch_num_tokens: float | None = None,
     global_batch_size: float | None = None,
@@ -178,6 +180,6 @@ def sgcd_loss(
 
     return grpo_kl_loss(
         logp, old_logp, ref_logp, weighted_advantages(adv, w), mask,
-        eps_lo=eps_lo, eps_hi=eps_hi, beta_kl=beta_kl, loss_agg_mode=loss_agg_mode,
+        eps_lo=eps_lo, eps_hi=eps_hi, beta_kl=beta_kl, clip_ratio_c=clip_ratio_c, loss_agg_mode=loss_agg_mode,
         batch_num_tokens=batch_num_tokens, global_batch_size=global_batch_size,
     )

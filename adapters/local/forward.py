@@ -177,16 +177,22 @@ def chunked_rows(fn: Callable[..., torch.Tensor], *rows: torch.Tensor, chunk_siz
     return torch.cat(chunks)
 
 
-def _chunk_logp(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _chunk_logp(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                temperature: float = 1.0) -> torch.Tensor:
     logits = head(hidden).float()
+    if temperature != 1.0:
+        logits = logits / temperature
     return -torch.nn.functional.cross_entropy(logits, targets, reduction="none")
 
 
 def token_logp(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, *,
-               chunk_size: int = 2048) -> torch.Tensor:
-    """log π(y_t | s_t) = z_{t,y_t} − logsumexp_v z_{t,v}, z_t = W h_t, for the generated tokens
-    from their hidden rows: (M, H), (M,) → (M,), in checkpointed chunks (:func:`chunked_rows`)."""
-    return chunked_rows(functools.partial(_chunk_logp, lm_head(model)), hidden, targets, chunk_size=chunk_size)
+               chunk_size: int = 2048, temperature: float = 1.0) -> torch.Tensor:
+    """log π_T(y_t | s_t) = z_{t,y_t}/τ − logsumexp_v z_{t,v}/τ, z_t = W h_t, for the generated
+    tokens from their hidden rows: (M, H), (M,) → (M,), in checkpointed chunks
+    (:func:`chunked_rows`). τ = the rollout's sampling temperature, so the trained π is the one
+    that sampled (as verl divides the logits by ``rollout.temperature``)."""
+    fn = functools.partial(_chunk_logp, lm_head(model), temperature=temperature)
+    return chunked_rows(fn, hidden, targets, chunk_size=chunk_size)
 
 
 def pack(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

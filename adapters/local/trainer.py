@@ -124,7 +124,8 @@ class LocalTrainer:
         self.model, self.tokenizer, self.engine = model, tokenizer, engine
         self.loop, self.grpo_cfg, self.sampling_cfg = loop, grpo_cfg, sampling_cfg
         self.method_name = method
-        self.method: LocalMethod = build_method(method, MethodContext(model, engine.renderer, grpo_cfg, summarizer),
+        self.method: LocalMethod = build_method(method, MethodContext(model, engine.renderer, grpo_cfg, summarizer,
+                                                                    temperature=engine.temperature),
                                                 configs)
         self.task_pool = list(task_pool)
         self.ref_model = frozen_copy(model)
@@ -263,10 +264,11 @@ class LocalTrainer:
         prefix = [self.engine.renderer.prefix_ids] * len(episodes)
         targets = batch.targets[batch.mask]
         hidden = generated_hidden(self.model, prefix, batch, grad=True)
-        logp, pmask = pack(token_logp(self.model, hidden, targets), batch.mask)
+        tau = self.engine.temperature
+        logp, pmask = pack(token_logp(self.model, hidden, targets, temperature=tau), batch.mask)
         with torch.no_grad():
             ref_hidden = generated_hidden(self.ref_model, prefix, batch, grad=False)
-            ref_logp, _ = pack(token_logp(self.ref_model, ref_hidden, targets), batch.mask)
+            ref_logp, _ = pack(token_logp(self.ref_model, ref_hidden, targets, temperature=tau), batch.mask)
         return UpdateInputs(episodes, batch, hidden, logp, logp.detach(), ref_logp, pmask, rewards, groups, adv,
                             teacher_prefixes, totals)
 

@@ -111,7 +111,11 @@ def test_aggregate_modes_hand_computed():
     assert aggregate_loss(lm, m, "token-sum").item() == pytest.approx(10)
     assert aggregate_loss(lm, m, "seq-mean-token-sum").item() == pytest.approx((6 + 4) / 2)
     assert aggregate_loss(lm, m, "seq-mean-token-mean").item() == pytest.approx((2 + 4) / 2)
-    assert aggregate_loss(lm, m, "seq-mean-token-sum-norm").item() == pytest.approx(10 / 3)
+    assert aggregate_loss(lm, m, "seq-mean-token-sum-norm").item() == pytest.approx((6 + 4) / 2 / 3)  # as verl
+    # a sequence without tokens does not count in the sequence means (as verl's agg_loss)
+    lm3, m3 = torch.cat([lm, torch.ones(1, 3)]), torch.cat([m, torch.zeros(1, 3)])
+    assert aggregate_loss(lm3, m3, "seq-mean-token-sum").item() == pytest.approx((6 + 4) / 2)
+    assert aggregate_loss(lm3, m3, "seq-mean-token-mean").item() == pytest.approx((2 + 4) / 2)
     # global normalisers (data parallel): token-mean over 8 global tokens on 2 ranks
     assert aggregate_loss(lm, m, "token-mean", batch_num_tokens=8, dp_size=2).item() == pytest.approx(10 / 8 * 2)
     assert aggregate_loss(lm, torch.zeros_like(m), "token-mean").item() == 0.0

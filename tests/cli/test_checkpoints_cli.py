@@ -163,3 +163,17 @@ def test_two_runs_keep_their_own_checkpoints(model_dir, checkpoint):
     assert runs[:2] == ["run_0001", "run_0002"]
     first = json.loads((checkpoint / "step_000001" / "checkpoint.json").read_text())
     assert first["run_id"] == 1  # not overwritten by the second run
+
+
+def test_a_store_failure_after_training_keeps_the_model(model_dir, tmp_path, monkeypatch):
+    """The checkpoint is written before the evaluation is stored: a store error there loses nothing."""
+    from leaderboards.store import StoreError
+
+    def broken(self, *args, **kwargs):
+        raise StoreError("the disk is full (simulated)")
+    monkeypatch.setattr(ResultStore, "record_evaluation", broken)
+    out = tmp_path / "runs"
+    result = invoke(*train_args(model_dir, out, 2, "--save-checkpoint"))
+    one_line_error(result, "the disk is full (simulated)")
+    meta = json.loads((out / "checkpoints" / "run_0001" / "step_000002" / "checkpoint.json").read_text())
+    assert meta["step"] == 2 and (out / "checkpoints" / "run_0001" / "step_000002" / "trainer.pt").is_file()

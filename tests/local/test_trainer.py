@@ -16,7 +16,7 @@ from adapters.local.rollout import BatchCache, extend_and_sample, prefix_cache
 from adapters.local.trainer import LocalTrainer, LoopSettings
 from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
 from algorithms.credit_reference import CreditItem, CreditReference, StepRef
-from algorithms.divergence import register_divergence_backend
+from algorithms.divergence import register_divergence_backend, reverse_kl_and_entropy_naive
 
 from tests.local.helpers import NO_WRITE_TRAIN, CoinFlipUser, make_engine, tiny_llama
 
@@ -412,3 +412,44 @@ def test_save_keeps_only_the_newest_checkpoints(tiny_model, tokenizer, tmp_path)
         trainer._end_step()
         trainer.save(tmp_path, keep=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000003"]
+
+
+def test_the_trained_policy_is_the_one_the_rollout_sampled_from(tiny_model, tokenizer):
+    """At rollout temperature τ the trainer's log-probs are log softmax(z/τ): the distribution
+    the sampler drew from (verl divides by ``rollout.temperature`` likewise)."""
+    tau = 0.6
+    trainer = make_trainer(tiny_model, tokenizer, "grpo")
+    trainer.engine.temperature = tau
+    episodes, _ = trainer.engine.run(NO_WRITE_TRAIN[:1], 2, seed=3)
+    adv = torch.zeros(len(episodes))
+    with torch.no_grad():
+        x = trainer.forward(episodes, torch.zeros(2), torch.zeros(2, dtype=torch.long), adv, [None, None], None)
+    prefix = trainer.engine.renderer.prefix_ids
+    for row, ep in enumerate(episodes):
+        ids = torch.tensor([prefix + ep.suffix_ids])
+        with torch.no_grad():
+            logits = tiny_model(ids).logits[0, :-1].float()
+        picked = torch.log_softmax(logits / tau, -1).gather(-1, ids[0, 1:, None])[:, 0][len(prefix):]
+        expected = picked[torch.tensor(ep.loss_mask[1:], dtype=torch.bool)]
+        torch.testing.assert_close(x.logp[row][x.pmask[row]], expected, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(expected, torch.log_softmax(logits, -1).gather(
+            -1, ids[0, 1:, None])[:, 0][len(prefix):][torch.tensor(ep.loss_mask[1:], dtype=torch.bool)])
+
+
+def test_an_ema_teacher_is_scored_with_its_own_lm_head(tiny_model, tokenizer):
+    """SGCD with teacher="ema": D_t uses the EMA model's head on the EMA hidden states (not the
+    student's head); with equal weights it equals the shared-head kernel."""
+    trainer = make_trainer(tiny_model, tokenizer, "sgcd", sgcd_cfg=SGCDConfig(chunk_size=7, teacher="ema"))
+    method = trainer.method
+    torch.manual_seed(0)
+    hs, ht = torch.randn(20, tiny_model.config.hidden_size), torch.randn(20, tiny_model.config.hidden_size)
+    shared = reverse_kl_and_entropy_naive(hs, ht, lm_head(tiny_model).weight.detach())
+    torch.testing.assert_close(method.divergence(hs, ht, method.teacher.model), shared, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # the EMA copy drifts: its head is no longer the student's
+        lm_head(method.teacher.model).weight.mul_(1.5)
+    kl, ent = method.divergence(hs, ht, method.teacher.model)
+    zs, zt = hs @ lm_head(tiny_model).weight.T, ht @ lm_head(method.teacher.model).weight.T
+    ls, lt = torch.log_softmax(zs, -1), torch.log_softmax(zt, -1)
+    torch.testing.assert_close(kl, (ls.exp() * (ls - lt)).sum(-1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent, -(ls.exp() * ls).sum(-1), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(kl, shared[0], atol=1e-3)

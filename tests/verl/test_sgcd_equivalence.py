@@ -31,19 +31,25 @@ def _actor_config() -> ActorConfig:
     )
 
 
-def _numbers(seed: int):
+SPREADS = {"narrow": (0.1, 0.15), "wide": (4.0, 2.5)}
+"""(ref, student) log-prob noise around π_old: "wide" reaches ρ > 3 on negative advantages (the
+dual clip) and k3 > 10 (verl's clamp)."""
+
+
+def _numbers(seed: int, spread: str = "narrow"):
+    ref_sd, logp_sd = SPREADS[spread]
     mask = B.response_mask()
     old = B.log_probs(seed)
     teacher = (old + 0.4 * torch.randn(old.shape, generator=torch.Generator().manual_seed(seed + 1))) * mask
     teacher = teacher.clamp(max=0.0)
     entropy = (B.log_probs(seed + 2).neg() * 2.0) * mask
-    ref = (old + 0.1 * torch.randn(old.shape, generator=torch.Generator().manual_seed(seed + 3))) * mask
-    logp = (old + 0.15 * torch.randn(old.shape, generator=torch.Generator().manual_seed(seed + 4))) * mask
+    ref = (old + ref_sd * torch.randn(old.shape, generator=torch.Generator().manual_seed(seed + 3))) * mask
+    logp = (old + logp_sd * torch.randn(old.shape, generator=torch.Generator().manual_seed(seed + 4))) * mask
     return mask, old, teacher, entropy, ref, logp
 
 
-def _verl_side(section: SGCDSection, seed: int, has_reference=None):
-    mask, old, teacher, entropy, ref, logp = _numbers(seed)
+def _verl_side(section: SGCDSection, seed: int, has_reference=None, spread: str = "narrow"):
+    mask, old, teacher, entropy, ref, logp = _numbers(seed, spread)
     data = B.dataproto(old_log_probs=old, entropy=entropy)
     algo = BenchAlgoConfig(adv_estimator="grpo", method="sgcd", sgcd=section)
     data = compute_advantage(data, adv_estimator="grpo", num_repeat=3, norm_adv_by_std_in_grpo=True, config=algo)
@@ -58,8 +64,8 @@ def _verl_side(section: SGCDSection, seed: int, has_reference=None):
     return data, loss, student.grad, metrics
 
 
-def _local_side(section: SGCDSection, seed: int, has_reference=None):
-    mask, old, teacher, entropy, ref, logp = _numbers(seed)
+def _local_side(section: SGCDSection, seed: int, has_reference=None, spread: str = "narrow"):
+    mask, old, teacher, entropy, ref, logp = _numbers(seed, spread)
     adv, _ = grpo.group_advantages(B.REWARDS, list(B.UIDS), norm_by_std=True, eps=1e-6)
     kl = grpo.kl_k3(old, teacher) * mask
     scores = sgcd.credit_scores(kl, entropy, gamma=section.gamma)
@@ -89,6 +95,34 @@ def test_verl_loss_equals_algorithms_loss(seed: int, gamma: float) -> None:
     assert metrics["sgcd/max_row_mean_err"] < 1e-5
     # the weights really reshaped the advantages (not an identity pass-through)
     assert float((w * mask - mask).abs().max()) > 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wide_inputs_reach_the_dual_clip_and_the_kl_clamp_and_still_agree(seed: int) -> None:
+    section = SGCDSection(beta=1.0)
+    data, loss_v, grad_v, _ = _verl_side(section, seed, spread="wide")
+    w, adv_hat, loss_l, grad_l = _local_side(section, seed, spread="wide")
+    mask, old, _, _, ref, logp = _numbers(seed, "wide")
+    ratio = torch.exp(logp - old)
+    assert bool((((adv_hat < 0) & (ratio > 3.0)) * mask).any()), "no token reaches the dual clip"
+    assert bool(((grpo.kl_k3(logp, ref) >= grpo.KL_K3_CLAMP) * mask).any()), "no token reaches k3 = 10"
+    torch.testing.assert_close(loss_v.detach(), loss_l.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_v * mask, grad_l * mask, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean",
+                                  "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("global_counts", [False, True])
+def test_aggregation_equals_verls_agg_loss(mode: str, global_counts: bool) -> None:
+    from verl.trainer.ppo.core_algos import agg_loss
+
+    mask = B.response_mask()
+    mask[2] = 0.0  # a sequence without tokens: verl leaves it out of the sequence means
+    loss_mat = torch.randn(mask.shape, generator=torch.Generator().manual_seed(7))
+    counts = dict(batch_num_tokens=int(mask.sum()) * 2, global_batch_size=11, dp_size=2) if global_counts else {}
+    ours = grpo.aggregate_loss(loss_mat, mask, mode, **counts)
+    theirs = agg_loss(loss_mat, mask, mode, **counts)
+    torch.testing.assert_close(ours, theirs.to(ours.dtype), atol=1e-6, rtol=1e-6)
 
 
 def test_rows_without_reference_keep_plain_grpo_advantages() -> None:

@@ -43,6 +43,9 @@ class MethodContext:
     """Shared PPO/GRPO settings (clip, β_KL, loss aggregation)."""
     summarizer: Any = None
     """Sibling contrast → credit reference (methods with ``needs_summarizer``)."""
+    temperature: float = 1.0
+    """The rollout's sampling temperature τ: every policy, reference and teacher distribution is
+    softmax(z/τ), the distribution the rollout sampled from."""
 
 
 @dataclass(frozen=True)

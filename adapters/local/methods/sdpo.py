@@ -63,8 +63,11 @@ class SDPO(LocalMethod):
             t_hidden = generated_hidden(self.teacher.model, prefixes, batch, grad=False)
         student_head, teacher_head = lm_head(self.ctx.model), lm_head(self.teacher.model)
 
+        tau = self.ctx.temperature
+
         def divergence(s_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
-            return sdpo.generalized_jsd_topk(student_head(s_hidden).float(), teacher_head(teacher_hidden).float(),
+            return sdpo.generalized_jsd_topk(student_head(s_hidden).float() / tau,
+                                             teacher_head(teacher_hidden).float() / tau,
                                              alpha=cfg.alpha, topk=cfg.topk, add_tail=cfg.add_tail)
 
         # per-token GJSD in checkpointed chunks: no [tokens × V] student or teacher logits at once

@@ -6,7 +6,8 @@ rollout system prompt with that reference in it (``algorithms.credit_reference.t
 In the loss, the teacher (the same policy, or its EMA with ``SGCDConfig.teacher="ema"``) is
 teacher-forced on the student's own tokens without grad;
 
-    D_t = KL(π_θ(·|s_t) ‖ π_T(·|s_t, ref)),  H_t = H(π_θ(·|s_t))   (full vocabulary, chunked)
+    D_t = KL(π_θ(·|s_t) ‖ π_T(·|s_t, ref)),  H_t = H(π_θ(·|s_t))   (full vocabulary, chunked,
+                                                                 both at the rollout temperature)
     s_t = D_t + γ·H_t,  w_t = clip(1 + β(s_t / mean_traj(s) − 1), w_min, w_max)   (detached)
     L = GRPO+KL loss with A_{i,t} = w_t·A_i       (``algorithms.sgcd``; no distillation term)
 
@@ -20,7 +21,7 @@ import torch
 from algorithms import sgcd
 from algorithms.config import SGCDConfig
 from algorithms.credit_reference import select_siblings, steps_from_messages, teacher_messages
-from algorithms.divergence import reverse_kl_and_entropy
+from algorithms.divergence import reverse_kl_and_entropy, reverse_kl_and_entropy_from_logits
 
 from ..forward import RolloutBatch, generated_hidden, lm_head, pack
 from ..rollout import Episode
@@ -64,8 +65,8 @@ class SGCD(LocalMethod):
         w, w_metrics = self.credit_weights(x.batch, x.hidden.detach(), x.pmask, x.teacher_prefixes)
         self.last_credit_weights = w
         loss, m = sgcd.sgcd_loss(x.logp, x.old_logp, x.ref_logp, x.adv, w, x.pmask.float(), eps_lo=cfg.eps_lo,
-                                 eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, loss_agg_mode=cfg.loss_agg_mode,
-                                 **x.denominators())
+                                 eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, clip_ratio_c=cfg.clip_ratio_c,
+                                 loss_agg_mode=cfg.loss_agg_mode, **x.denominators())
         return loss, {**{f"loss/{k}": v for k, v in m.items()}, **{f"sgcd/{k}": v for k, v in w_metrics.items()}}
 
     def credit_weights(self, batch: RolloutBatch, student_hidden: torch.Tensor, pmask: torch.Tensor,
@@ -83,9 +84,7 @@ class SGCD(LocalMethod):
             t_hidden = generated_hidden(teacher, [teacher_prefixes[i] for i in teacher_rows], sub, grad=False)
         row_of_token = torch.nonzero(batch.mask)[:, 0]
         sel = torch.isin(row_of_token, torch.tensor(teacher_rows, device=row_of_token.device))
-        kl, ent = reverse_kl_and_entropy(student_hidden[sel], t_hidden, lm_head(self.ctx.model).weight.detach(),
-                                         chunk_size=cfg.chunk_size, vocab_chunk_size=cfg.vocab_chunk_size,
-                                         backend=cfg.divergence_backend)
+        kl, ent = self.divergence(student_hidden[sel], t_hidden, teacher)
         kl_tokens = torch.zeros(student_hidden.shape[0], device=student_hidden.device)
         ent_tokens = torch.zeros_like(kl_tokens)
         kl_tokens[sel] = kl.to(kl_tokens.dtype)
@@ -97,6 +96,28 @@ class SGCD(LocalMethod):
         w[rows] = w_rows.to(w.dtype)
         w = torch.where(pmask, w, torch.ones_like(w))
         return w, {**metrics, "kl_mean": float(kl.mean()), "entropy_mean": float(ent.mean())}
+
+    def divergence(self, student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                   teacher: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token D_t and H_t at temperature τ: softmax(z/τ) on both sides, each through its
+        own LM head (z/τ = W(h/τ): the heads here have no bias). The policy as its own teacher
+        shares one head, which the chunked / fused kernels use; an EMA teacher has its own head,
+        so its logits are formed per chunk of rows."""
+        cfg, tau = self.config, self.ctx.temperature
+        s_head, t_head = lm_head(self.ctx.model), lm_head(teacher)
+        if getattr(s_head, "bias", None) is not None or getattr(t_head, "bias", None) is not None:
+            raise ValueError("SGCD's divergence assumes an LM head without bias")
+        if tau != 1.0:
+            student_hidden, teacher_hidden = student_hidden / tau, teacher_hidden / tau
+        if s_head.weight is t_head.weight:
+            return reverse_kl_and_entropy(student_hidden, teacher_hidden, s_head.weight.detach(),
+                                          chunk_size=cfg.chunk_size, vocab_chunk_size=cfg.vocab_chunk_size,
+                                          backend=cfg.divergence_backend)
+        with torch.no_grad():
+            parts = [reverse_kl_and_entropy_from_logits(s_head(student_hidden[r:r + cfg.chunk_size]),
+                                                        t_head(teacher_hidden[r:r + cfg.chunk_size]))
+                     for r in range(0, student_hidden.shape[0], cfg.chunk_size)]
+        return torch.cat([kl for kl, _ in parts]), torch.cat([ent for _, ent in parts])
 
     def after_step(self) -> None:
         if self.teacher is not None:
