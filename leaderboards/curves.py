@@ -40,7 +40,9 @@ __all__ = [
     "Learning",
     "NoStepsError",
     "default_run_ids",
+    "by_method",
     "learning",
+    "seed_means",
     "run_curves",
     "series",
     "terminal_plot",
@@ -77,10 +79,14 @@ class Curve:
     env: str
     seed: int | None
     steps: tuple[TrainStep, ...]
+    name: str | None = None
+    """A label of its own (the seed means of :func:`seed_means`); None = method, seed and run id."""
 
     @property
     def label(self) -> str:
         """``"grpo s0 #3"``: method, seed and run id."""
+        if self.name is not None:
+            return self.name
         seed = "" if self.seed is None else f" s{self.seed}"
         return f"{self.method}{seed} #{self.run_id}"
 
@@ -143,12 +149,16 @@ def _int_ticks(curves: Sequence[Curve], n: int = 3) -> list[int]:
 
 def terminal_plot(curves: Sequence[Curve], *, width: int = 100, height: int = 16, color: bool = True) -> str:
     """The curves as text: a title line, four panels side by side (one per metric, one marker
-    and colour per run), and a legend line; ``width`` × ``height`` characters in all. With
-    ``color=False`` the text has no ANSI codes."""
+    and colour per run, or per method — the mean over its seeds — when a method has several
+    runs), and a legend line; ``width`` × ``height`` characters in all. With ``color=False``
+    the text has no ANSI codes."""
     import plotext
 
     if not curves:
         raise ValueError("terminal_plot needs at least one curve")
+    heading = title(curves)
+    if any(len(runs) > 1 for runs in by_method(curves).values()):
+        curves = seed_means(curves)  # several seeds of a method: their mean, one marker per method
     if width < 60 or height < 8:
         raise ValueError(f"terminal_plot needs at least 60 × 8 characters, got {width} × {height}")
     plotext.terminal.limit(False, False)  # the size asked for, not the (maybe absent) terminal's
@@ -176,7 +186,7 @@ def terminal_plot(curves: Sequence[Curve], *, width: int = 100, height: int = 16
     if not color:
         text = plotext.uncolorize(text)
     legend = "   ".join(f"{MARKERS[i % len(MARKERS)]} {c.label}" for i, c in enumerate(curves))
-    return "\n".join([title(curves), text.rstrip("\n"), legend])
+    return "\n".join([heading, text.rstrip("\n"), legend])
 
 
 @dataclass(frozen=True)
@@ -218,15 +228,61 @@ def learning(curves: Sequence[Curve], *, last: int = 2) -> list[Learning]:
     train reward; runs with fewer than ``last + 1`` steps are left out (no first and last apart)."""
     if last < 1:
         raise ValueError(f"last must be >= 1, got {last}")
-    by_method: dict[str, list[Curve]] = {}
+    groups: dict[str, list[Curve]] = {}
     for curve in curves:
         if len(curve.steps) > last:
-            by_method.setdefault(curve.method, []).append(curve)
+            groups.setdefault(curve.method, []).append(curve)
     out = []
-    for method, runs in by_method.items():
+    for method, runs in groups.items():
         firsts = tuple(float(c.steps[0].reward_mean) for c in runs)
         finals = tuple(sum(float(s.reward_mean) for s in c.steps[-last:]) / last for c in runs)
         out.append(Learning(method, tuple(c.seed for c in runs), firsts, finals, last))
+    return out
+
+
+def _values_at(runs: Sequence[Curve], metric: str, steps: Sequence[int]) -> list[list[float]]:
+    """Per step, the runs' values of ``metric`` there (those that have one)."""
+    maps = [dict(zip(*series(run, metric))) for run in runs]
+    return [[m[k] for m in maps if k in m] for k in steps]
+
+
+def by_method(curves: Sequence[Curve]) -> dict[str, list[Curve]]:
+    """The curves of each method, methods in order of first appearance."""
+    out: dict[str, list[Curve]] = {}
+    for curve in curves:
+        out.setdefault(curve.method, []).append(curve)
+    return out
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def seed_means(curves: Sequence[Curve]) -> list[Curve]:
+    """One curve per method: at each step all its runs have, the mean of each metric over the
+    runs (over those with a value, for action / no-write success); a method with one run keeps it."""
+    out = []
+    for method, runs in by_method(curves).items():
+        if len(runs) == 1:
+            out.append(runs[0])
+            continue
+        common = sorted(set.intersection(*({s.step for s in c.steps} for c in runs)))
+        at = [{s.step: s for s in c.steps} for c in runs]
+        steps = []
+        for k in common:
+            rows = [a[k] for a in at]
+            steps.append(TrainStep(
+                step=k, reward_mean=_mean([r.reward_mean for r in rows]),
+                action_success=_mean([r.action_success for r in rows]),
+                no_write_success=_mean([r.no_write_success for r in rows]),
+                write_calls=_mean([r.write_calls for r in rows]), episodes=sum(r.episodes for r in rows),
+                updated=any(r.updated for r in rows), loss=_mean([r.loss for r in rows]),
+                groups_kept=sum(r.groups_kept for r in rows), groups_drawn=sum(r.groups_drawn for r in rows),
+                step_s=_mean([r.step_s for r in rows]) or 0.0))
+        seeds = ", ".join(str(c.seed) for c in runs)
+        out.append(Curve(runs[0].run_id, method, runs[0].env, None, tuple(steps),
+                         name=f"{method} (mean of seeds {seeds})"))
     return out
 
 
@@ -242,10 +298,23 @@ def write_png(curves: Sequence[Curve], path: str | PathLike[str], *, dpi: int = 
     fig = Figure(figsize=(10, 7), layout="constrained")
     FigureCanvasAgg(fig)  # a canvas of its own: no pyplot state, no display
     axes = fig.subplots(2, 2, sharex=True).flatten()
+    groups = by_method(curves)
+    several = any(len(runs) > 1 for runs in groups.values())
     for ax, (metric, name) in zip(axes, METRICS):
-        for curve in curves:
-            xs, ys = series(curve, metric)
-            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=curve.label)
+        if several:  # per method: each seed faint, their mean bold, their range shaded
+            for colour, (mean, runs) in enumerate(zip(seed_means(curves), groups.values())):
+                c = f"C{colour}"
+                for run in runs:
+                    ax.plot(*series(run, metric), color=c, alpha=0.3, linewidth=0.8)
+                xs, ys = series(mean, metric)
+                ax.plot(xs, ys, color=c, marker="o", markersize=3, linewidth=1.8, label=mean.label)
+                lo = [min(v for v in vs) for vs in _values_at(runs, metric, xs)]
+                hi = [max(v for v in vs) for vs in _values_at(runs, metric, xs)]
+                ax.fill_between(xs, lo, hi, color=c, alpha=0.15, linewidth=0)
+        else:
+            for curve in curves:
+                xs, ys = series(curve, metric)
+                ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=curve.label)
         ax.set_title(name)
         if metric in RATES:
             ax.set_ylim(-0.03, 1.03)

@@ -135,7 +135,7 @@ def test_compare_with_several_seeds_trains_each_method_once_per_seed(tmp_path, t
     assert "seeds 3, 5: every method trains once per seed" in result.output
     with ResultStore(out / "results.sqlite") as store:
         assert [(r.method, r.seed) for r in store.runs() if r.method == "grpo"] == [("grpo", 3), ("grpo", 5)]
-    assert "grpo s3" in result.output and "grpo s5" in result.output
+    assert "grpo (mean of seeds 3, 5)" in result.output  # the terminal plot draws the seeds' mean
     assert "gain > spread" in result.output  # the learning table of the two seeds
 
 
@@ -144,3 +144,23 @@ def test_bad_seeds_are_one_line(seeds, tmp_path):
     only_an_error_line(invoke("compare", "grpo", "--seeds", seeds, "--out", str(tmp_path)), "--seeds")
     only_an_error_line(invoke("compare", "grpo", "--seeds", "0,1", "--seed", "2", "--out", str(tmp_path)),
                        "--seed and --seeds")
+
+
+def test_several_seeds_plot_as_their_mean_with_the_range_shaded(tmp_path):
+    from leaderboards import curves as lc
+
+    out = tmp_path / "runs"
+    with ResultStore(out / "results.sqlite") as store:
+        ids = []
+        for seed, rewards in enumerate([[0.2, 0.4], [0.4, 0.8], [0.3, 0.6]]):
+            ids.append(store.start_run(method="grpo", env="sgcd_envs/TinyShop-v0", seed=seed))
+            _steps(store, ids[-1], rewards)
+        ids.append(store.start_run(method="sdpo", env="sgcd_envs/TinyShop-v0", seed=0))
+        _steps(store, ids[-1], [0.5, 0.5])
+        found = lc.run_curves(store, ids)
+    means = lc.seed_means(found)
+    assert [c.label for c in means] == ["grpo (mean of seeds 0, 1, 2)", f"sdpo s0 #{ids[-1]}"]
+    assert [round(s.reward_mean, 6) for s in means[0].steps] == [0.3, 0.6]
+    text = lc.terminal_plot(found, color=False)
+    assert "seeds 0, 1, 2" in text.splitlines()[0] and "grpo (mean of seeds 0, 1, 2)" in text.splitlines()[-1]
+    assert is_png(lc.write_png(found, tmp_path / "bands.png"))
