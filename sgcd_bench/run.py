@@ -268,7 +268,9 @@ def train_method(
             return path
     guard = CollapseGuard()
     updates = episodes_rolled = 0
-    saved_at = trainer.step_idx if resume is not None else -1
+    # a resumed run's own folder already holds the checkpoint of the step it starts from
+    own = resume is not None and resume.path.resolve().parent == run_checkpoints(out_dir, run_id).resolve()
+    saved_at = trainer.step_idx if own else -1
     unstored: StepResult | None = None
     try:
         display = Display(console)

@@ -53,8 +53,10 @@ def train_until(model_dir: Path, out: Path, steps_stored: int, *extra: str) -> s
     """`sgcd-bench train` in a real subprocess, returned once it has stored ``steps_stored`` steps."""
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     cli = Path(sys.executable).with_name("sgcd-bench")  # the installed console script
+    # as from a terminal: a test runner started in the background inherits SIGINT ignored
     proc = subprocess.Popen([str(cli), *train_args(model_dir, out, 200, *extra)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while stored_steps(out / "results.sqlite") < steps_stored:
         if proc.poll() is not None:
