@@ -228,12 +228,8 @@ def learning(curves: Sequence[Curve], *, last: int = 2) -> list[Learning]:
     train reward; runs with fewer than ``last + 1`` steps are left out (no first and last apart)."""
     if last < 1:
         raise ValueError(f"last must be >= 1, got {last}")
-    groups: dict[str, list[Curve]] = {}
-    for curve in curves:
-        if len(curve.steps) > last:
-            groups.setdefault(curve.method, []).append(curve)
     out = []
-    for method, runs in groups.items():
+    for method, runs in by_method([c for c in curves if len(c.steps) > last]).items():
         firsts = tuple(float(c.steps[0].reward_mean) for c in runs)
         finals = tuple(sum(float(s.reward_mean) for s in c.steps[-last:]) / last for c in runs)
         out.append(Learning(method, tuple(c.seed for c in runs), firsts, finals, last))
@@ -308,9 +304,9 @@ def write_png(curves: Sequence[Curve], path: str | PathLike[str], *, dpi: int = 
                     ax.plot(*series(run, metric), color=c, alpha=0.3, linewidth=0.8)
                 xs, ys = series(mean, metric)
                 ax.plot(xs, ys, color=c, marker="o", markersize=3, linewidth=1.8, label=mean.label)
-                lo = [min(v for v in vs) for vs in _values_at(runs, metric, xs)]
-                hi = [max(v for v in vs) for vs in _values_at(runs, metric, xs)]
-                ax.fill_between(xs, lo, hi, color=c, alpha=0.15, linewidth=0)
+                values = _values_at(runs, metric, xs)
+                ax.fill_between(xs, [min(vs) for vs in values], [max(vs) for vs in values], color=c, alpha=0.15,
+                                linewidth=0)
         else:
             for curve in curves:
                 xs, ys = series(curve, metric)

@@ -9,6 +9,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from sgcd_bench.cli import app
+from tests.local.helpers import tiny_llama
 
 runner = CliRunner()
 
@@ -42,4 +43,11 @@ def config_only_model(folder: Path, **config: Any) -> Path:
             "max_position_embeddings": 4096}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({**base, **config}))
+    return folder
+
+
+def tiny_model_dir(folder: Path, tokenizer: Any) -> Path:
+    """A tiny random Llama with the real tokenizer, saved as the folder ``--model`` takes."""
+    tiny_llama(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder

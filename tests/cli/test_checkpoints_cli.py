@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from leaderboards.store import ResultStore
-from tests.cli.helpers import invoke, one_line_error, only_an_error_line
-from tests.local.helpers import tiny_llama
+from tests.cli.helpers import invoke, one_line_error, only_an_error_line, tiny_model_dir
 
 SIZES = ("--env", "tiny-shop", "--no-warm-start", "--group-size", "2", "--groups-per-batch", "1",
          "--max-turns", "1", "--max-new-tokens", "3", "--eval-tasks", "2", "--threads", "1")
@@ -28,8 +27,7 @@ SIZES = ("--env", "tiny-shop", "--no-warm-start", "--group-size", "2", "--groups
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tokenizer) -> Path:
     folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_llama(len(tokenizer)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    tiny_model_dir(folder, tokenizer)
     return folder
 
 
@@ -140,8 +138,7 @@ def test_resume_with_another_learning_rate_says_what_differs(model_dir, checkpoi
 
 def test_resume_with_another_model_says_so(model_dir, checkpoint, tmp_path, tokenizer):
     other = tmp_path / "other-model"
-    tiny_llama(len(tokenizer)).save_pretrained(other)
-    tokenizer.save_pretrained(other)
+    tiny_model_dir(other, tokenizer)
     result = invoke(*train_args(other, checkpoint.parent.parent, 3, "--resume", str(checkpoint)))
     one_line_error(result, "does not match this run", f"model name: {model_dir} ≠ {other}")
 

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests.cli.helpers import invoke, one_line_error
-from tests.local.helpers import tiny_llama
+from tests.cli.helpers import invoke, one_line_error, tiny_model_dir
 
 
 @pytest.mark.parametrize("command", ["compare", "train", "eval", "leaderboard", "envs", "methods", "inspect-credit",
@@ -68,8 +67,7 @@ def test_envs_lists_tau3():
 
 def test_compare_end_to_end_with_a_tiny_model(tmp_path, tokenizer):
     model_dir = tmp_path / "tiny"
-    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    tiny_model_dir(model_dir, tokenizer)
     out = tmp_path / "runs"
     result = invoke("compare", "grpo", "sgcd", "sdpo", "--model", str(model_dir), "--out", str(out),
                     "--steps", "1", "--group-size", "2", "--max-turns", "1", "--max-new-tokens", "3",
@@ -92,8 +90,7 @@ def test_eval_prints_only_what_it_uses(tmp_path, tokenizer):
     sampling), only the model, env, prompt, threads, the eval sizes and the user; its leaderboard
     row says what it measured (run id, tasks × trials) and that it trained no steps."""
     model_dir = tmp_path / "tiny"
-    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    tiny_model_dir(model_dir, tokenizer)
     result = invoke("eval", "--model", str(model_dir), "--out", str(tmp_path / "runs"), "--max-turns", "1",
                     "--max-new-tokens", "3", "--eval-tasks", "2", "--env", "tau3-airline", "--prompt", "compact")
     assert result.exit_code == 0, result.output

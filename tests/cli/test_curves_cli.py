@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from leaderboards.store import ResultStore, TrainStep
-from tests.cli.helpers import invoke, one_line_error, only_an_error_line
-from tests.local.helpers import tiny_llama
+from tests.cli.helpers import invoke, one_line_error, only_an_error_line, tiny_model_dir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -75,8 +74,7 @@ def test_leaderboard_plot_of_runs_without_steps_is_one_line(tmp_path):
 
 def test_compare_plots_its_curves_and_plot_redraws_them(tmp_path, tokenizer):
     model_dir = tmp_path / "tiny"
-    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    tiny_model_dir(model_dir, tokenizer)
     out, png = tmp_path / "runs", tmp_path / "compare.png"
     result = invoke("compare", "grpo", "--model", str(model_dir), "--out", str(out), "--no-baseline",
                     "--steps", "2", "--group-size", "2", "--max-turns", "1", "--max-new-tokens", "3",
@@ -124,8 +122,7 @@ def test_plot_of_several_seeds_says_whether_each_method_rose_by_more_than_its_sp
 
 def test_compare_with_several_seeds_trains_each_method_once_per_seed(tmp_path, tokenizer):
     model_dir = tmp_path / "tiny"
-    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    tiny_model_dir(model_dir, tokenizer)
     out = tmp_path / "runs"
     result = invoke("compare", "grpo", "--seeds", "3,5", "--model", str(model_dir), "--out", str(out),
                     "--steps", "3", "--env", "tiny-shop", "--no-warm-start", "--group-size", "2",

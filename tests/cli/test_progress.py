@@ -8,8 +8,7 @@ from rich.console import Console
 
 from adapters.local.rollout import RolloutProgress
 from sgcd_bench.progress import Display, clock, eta_s
-from tests.cli.helpers import invoke
-from tests.local.helpers import tiny_llama
+from tests.cli.helpers import invoke, tiny_model_dir
 
 
 def test_eta_is_the_mean_step_time_times_the_steps_left_minus_the_running_step():
@@ -42,8 +41,7 @@ def test_piped_progress_is_one_plain_line_per_step_and_per_quarter_of_an_evaluat
 
 def test_a_piped_train_shows_each_step_as_it_ends(tmp_path, tokenizer):
     model_dir = tmp_path / "tiny"
-    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    tiny_model_dir(model_dir, tokenizer)
     result = invoke("train", "grpo", "--model", str(model_dir), "--out", str(tmp_path / "runs"), "--steps", "2",
                     "--env", "tiny-shop", "--no-warm-start", "--group-size", "2", "--groups-per-batch", "1",
                     "--max-turns", "1", "--max-new-tokens", "3", "--eval-tasks", "2", "--threads", "1")

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.helpers import invoke, only_an_error_line
-from tests.local.helpers import tiny_llama
+from tests.cli.helpers import invoke, only_an_error_line, tiny_model_dir
 
 
 def test_sft_is_cached_and_compare_starts_from_it(tmp_path, tokenizer):
     model_dir = tmp_path / "tiny"
-    tiny_llama(len(tokenizer)).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    tiny_model_dir(model_dir, tokenizer)
     cache = {"SGCD_CACHE_DIR": str(tmp_path / "cache")}
     warm = ["--model", str(model_dir), "--out", str(tmp_path / "runs"), "--sft-demos", "6", "--sft-epochs", "3",
             "--sft-lr", "3e-3"]

@@ -14,8 +14,7 @@ from leaderboards.store import ResultStore, StandIns
 from sgcd_bench.presets import get_preset
 from sgcd_bench.run import make_pieces
 from sgcd_envs.core import ToolCall, ToolSpec, ToolUseEnv, function_schema
-from tests.cli.helpers import invoke
-from tests.local.helpers import tiny_llama
+from tests.cli.helpers import invoke, tiny_model_dir
 
 TOY_ID = "sgcd_envs/ToyCounter-v0"
 TOY_ALIAS = "toy-counter"
@@ -114,8 +113,7 @@ def toy_env():
 @pytest.fixture
 def model_dir(tmp_path, tokenizer):
     folder = tmp_path / "tiny"
-    tiny_llama(len(tokenizer)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    tiny_model_dir(folder, tokenizer)
     return folder
 
 
