@@ -11,7 +11,6 @@ github.com/lasgroup/SDPO (``core_algos.compute_self_distillation_loss``, the rep
 
 from __future__ import annotations
 
-import re
 from typing import Iterable, Sequence
 
 import torch
@@ -26,9 +25,6 @@ __all__ = [
     "sdpo_loss",
     "sdpo_loss_sampled_token",
     "ema_update_",
-    "select_demonstrations",
-    "reprompt_messages",
-    "strip_thinking",
 ]
 
 
@@ -249,82 +245,3 @@ def ema_update_(
             raise ShapeError(f"parameter {i}: teacher shape {tuple(t.shape)} != student {tuple(s.shape)}")
         _checks.finite(f"student parameter {i}", s)
         t.lerp_(s.to(t.dtype), rate)
-
-
-def select_demonstrations(
-    rewards: torch.Tensor,
-    group_ids: torch.Tensor | Sequence,
-    *,
-    success_threshold: float = 1.0,
-    dont_reprompt_on_self_success: bool = True,
-) -> torch.Tensor:
-    """Per sample, the batch index of a successful sibling to show the teacher, or −1.
-
-    ``d_i = min{ j : g_j = g_i, R_j ≥ threshold, (j ≠ i if dont_reprompt_on_self_success) }``,
-    −1 if the set is empty (the sample then gets feedback or is not distilled).
-    Vectorised over a (B, B) same-group matrix. Shapes: (B,), (B,) → (B,) long.
-    Source: SDPO reference code (first successful completion of the same prompt; threshold
-    ``success_reward_threshold``: README 1.0; ``dont_reprompt_on_self_success=True``).
-    """
-    _checks.ndim("rewards", rewards, 1)
-    _checks.finite("rewards", rewards)
-    idx, _ = group_index(group_ids)
-    n = rewards.shape[0]
-    if idx.shape[0] != n:
-        raise ShapeError(f"group_ids has {idx.shape[0]} entries but rewards has {n}")
-    idx = idx.to(rewards.device)
-    ok = (idx.unsqueeze(1) == idx.unsqueeze(0)) & (rewards >= success_threshold).unsqueeze(0)
-    if dont_reprompt_on_self_success:
-        ok &= ~torch.eye(n, dtype=torch.bool, device=rewards.device)
-    has = ok.any(dim=1)
-    first = ok.to(torch.int8).argmax(dim=1)  # first True column
-    return torch.where(has, first, torch.full_like(first, -1)).long()
-
-
-_THINK = re.compile(r"<think>.*?</think>\s*", flags=re.DOTALL | re.IGNORECASE)
-
-
-def strip_thinking(text: str) -> str:
-    """Remove ``<think>…</think>`` blocks (and an unclosed trailing ``<think>…``) from a demo."""
-    text = _THINK.sub("", text)
-    cut = text.lower().find("<think>")
-    return (text[:cut] if cut >= 0 else text).strip()
-
-
-def reprompt_messages(
-    prompt_messages: Sequence[dict],
-    *,
-    solution: str | None = None,
-    feedback: str | None = None,
-    max_chars: int = 40_000,
-) -> list[dict]:
-    """Teacher context for SDPO: the original messages with a privileged section appended.
-
-    Appended to the last user message (a new user message if the last one is not a user turn):
-    a "successful attempt" section with ``solution`` (thinking blocks stripped), else — only when
-    there is no solution — a "feedback on your earlier attempt" section with ``feedback``, then a
-    closing instruction to solve the original task. The section is right-truncated to
-    ``max_chars``. Structure as the SDPO reference template (prompt + solution + feedback +
-    instruction; feedback only without a solution; ``<think>`` removed); wording ours. Returns a
-    new list (inputs are not modified); with neither solution nor feedback, a copy of the prompt.
-    """
-    if not isinstance(prompt_messages, (list, tuple)) or not all(isinstance(m, dict) for m in prompt_messages):
-        raise ShapeError("prompt_messages must be a list of chat message dicts")
-    if max_chars < 1:
-        raise ShapeError(f"max_chars must be >= 1, got {max_chars!r}")
-    msgs = [dict(m) for m in prompt_messages]
-    sol = strip_thinking(solution) if solution and solution.strip() else None
-    fb = feedback.strip() if (feedback and feedback.strip() and sol is None) else None
-    if sol is None and fb is None:
-        return msgs
-    if sol is not None:
-        section = "\n\nA successful attempt at this task, for reference:\n\n" + sol
-    else:
-        section = "\n\nFeedback on your earlier, unsuccessful attempt:\n\n" + fb
-    section = section[:max_chars]
-    section += "\n\nNow solve the original task above correctly."
-    if msgs and msgs[-1].get("role") == "user" and isinstance(msgs[-1].get("content"), str):
-        msgs[-1]["content"] = msgs[-1]["content"] + section
-    else:
-        msgs.append({"role": "user", "content": section.lstrip()})
-    return msgs

@@ -65,7 +65,7 @@ def show_credit(base: LoadedModel, pieces: Pieces, *, task: str | None, episode:
         hidden = generated_hidden(model, [engine.renderer.prefix_ids] * len(group), batch, grad=False)
     _, pmask = pack(hidden[:, 0], batch.mask)
     signal = trainer.method.prepare(group, rewards, torch.zeros(len(group), dtype=torch.long))
-    w, metrics = trainer.method.credit_weights(batch, hidden, pmask, signal.teacher_prefixes)
+    w, metrics = trainer.method.credit_weights(group, batch, hidden, pmask, signal.teacher_prefixes)
     metrics = {**{k.removeprefix("sgcd/"): v for k, v in signal.metrics.items()}, **metrics}
     ep = group[episode]
     weights = w[episode][: sum(ep.loss_mask)].tolist()

@@ -113,6 +113,14 @@ class ChatRenderer:
         """Token ids of a different system message (the teacher's context), same template."""
         return self.encode(self.render([], add_generation_prompt=False, system=system))
 
+    def prompt_ids(self, messages: Sequence[dict[str, Any]]) -> list[int]:
+        """Token ids of a whole prompt ``[system, user, …]`` up to the generation prompt, split as
+        a rollout's are (the system prefix, then the suffix), so the student's own prompt gives
+        exactly its episode's tokens before the first generated one."""
+        if not messages or messages[0].get("role") != "system":
+            raise ValueError("prompt_ids needs the system message first")
+        return self.prefix_ids_for(str(messages[0].get("content") or "")) + self.encode(self.suffix(messages[1:]))
+
 
 def _template_message(message: dict[str, Any]) -> dict[str, Any]:
     """Keep what chat templates understand: role and content (tool results as role "tool")."""

@@ -125,7 +125,8 @@ class LocalTrainer:
         self.loop, self.grpo_cfg, self.sampling_cfg = loop, grpo_cfg, sampling_cfg
         self.method_name = method
         self.method: LocalMethod = build_method(method, MethodContext(model, engine.renderer, grpo_cfg, summarizer,
-                                                                    temperature=engine.temperature),
+                                                                    temperature=engine.temperature,
+                                                                    pad_id=engine.pad_id),
                                                 configs)
         self.task_pool = list(task_pool)
         self.ref_model = frozen_copy(model)

@@ -1,11 +1,11 @@
 """Teacher contexts built on verl's driver from a batch of finished episodes (pure, CPU).
 
-SGCD (SPEC §3.5a–c): per uid group, the best success and the failed siblings → a credit reference
-from the summarizer (``adapters.llm.OfflineSummarizer``, the offline stand-in, or
-``LLMSummarizer`` over the same OpenAI-compatible client as the local trainer) →
-``algorithms.credit_reference.teacher_messages`` for every sibling of the group.
-SDPO (SPEC §3.6): ``algorithms.sdpo.select_demonstrations`` picks a successful sibling per
-sample; ``algorithms.sdpo.reprompt_messages`` appends it (or the env feedback) to the prompt.
+Each episode becomes an ``algorithms.teacher_context.Attempt`` and the prompts come from the
+builders the local trainer calls too: SGCD (SPEC §3.5a–c, :func:`~algorithms.teacher_context.sgcd_prompts`:
+the best success and the failed siblings of a uid group → a credit reference from the
+summarizer — ``adapters.llm.OfflineSummarizer``, the offline stand-in, or ``LLMSummarizer`` —
+→ every sibling's system message) and SDPO (SPEC §3.6, :func:`~algorithms.teacher_context.sdpo_prompts`:
+a successful sibling's conversation, or the env's feedback, in the rewritten user turn).
 
 The teacher context follows the episode's env (:func:`teacher_envs`, keyed on the ``env_id``
 the agent loop records in ``extra_fields``, or on verl's ``agent_name``), read from the env's
@@ -41,7 +41,7 @@ import torch
 import sgcd_envs
 from adapters.verl.agent_loop import ENV_ID
 from algorithms import credit_reference as cr
-from algorithms import sdpo
+from algorithms import teacher_context as tc
 from sgcd_common import did_you_mean
 from sgcd_envs.registry import EnvEntry
 
@@ -104,16 +104,15 @@ def _tool_schemas(env_id: str) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class StepFormat:
-    """How the episodes of one action format are read: steps, chat-template tools, demo cut."""
+    """How the episodes of one action format are read: steps and chat-template tools."""
 
     step_messages: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
     chat_tools: bool
-    max_args_chars: int
 
 
 STEP_FORMATS = {
-    "tool_calls": StepFormat(_identity, chat_tools=True, max_args_chars=300),
-    "code": StepFormat(appworld_step_messages, chat_tools=False, max_args_chars=2000),
+    "tool_calls": StepFormat(_identity, chat_tools=True),
+    "code": StepFormat(appworld_step_messages, chat_tools=False),
 }
 """An env's registered ``action_format`` → how its episodes are read."""
 
@@ -128,7 +127,6 @@ class TeacherEnv:
         step_messages: episode messages → the OpenAI tool-call form ``steps_from_messages`` reads.
         tools: chat-template tool schemas (as the agent loop passed them), or ``None``.
         write_tools: state-changing tools for the offline stand-in summarizer.
-        max_args_chars: argument cut when a demonstration is rendered for SDPO.
     """
 
     env_id: str
@@ -136,14 +134,12 @@ class TeacherEnv:
     step_messages: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
     tools: Callable[[], list[dict[str, Any]] | None]
     write_tools: Callable[[], frozenset[str]]
-    max_args_chars: int = 300
 
 
 def _teacher_env(entry: EnvEntry) -> TeacherEnv:
     fmt = STEP_FORMATS[entry.action_format]
     tools = functools.partial(_tool_schemas, entry.id) if fmt.chat_tools else lambda: None
-    return TeacherEnv(entry.id, entry.agent_names, fmt.step_messages, tools, entry.write_tool_names,
-                      fmt.max_args_chars)
+    return TeacherEnv(entry.id, entry.agent_names, fmt.step_messages, tools, entry.write_tool_names)
 
 
 def teacher_envs() -> dict[str, TeacherEnv]:
@@ -232,77 +228,39 @@ def _summarizer_for(summarizer: Any, env_id: str) -> Any:
     return summarizer
 
 
-def _task_prompt(prompt_messages: Sequence[Mapping[str, Any]]) -> str:
-    return "\n\n".join(str(m.get("content") or "") for m in prompt_messages if m.get("role") in ("system", "user"))
-
-
-def _groups(episodes: Sequence[Episode]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for i, ep in enumerate(episodes):
-        out.setdefault(ep.uid, []).append(i)
-    return out
+def attempt(ep: Episode) -> tc.Attempt:
+    """A verl episode as the shared teacher-prompt builders see it (``algorithms.teacher_context``):
+    the prompt the agent loop recorded (system + the env's first message), the conversation after
+    that first message, the steps read the env's way, the env's own feedback."""
+    return tc.Attempt(group=ep.uid, reward=float(ep.reward), prompt=tuple(ep.prompt_messages),
+                      conversation=tuple(ep.messages[1:]), steps=tuple(episode_steps(ep)), feedback=ep.feedback)
 
 
 def sgcd_teacher_messages(
     episodes: Sequence[Episode], summarizer: Any, *, success_threshold: float = 1.0
 ) -> tuple[list[list[dict[str, Any]] | None], dict[str, float]]:
-    """Teacher messages per episode (None: no reference for its group → w = 1 there).
+    """Teacher messages per episode (None: no reference for its group → w = 1 there), from
+    :func:`algorithms.teacher_context.sgcd_prompts` — the local trainer's builder.
 
     ``summarizer``: one summarizer for every env, or a mapping env id → summarizer (e.g.
     :func:`offline_summarizers`); a group uses its episodes' env (siblings share one task).
-
-    A group gets a reference only when it has a success and a failure (the contrast) and the
-    summarizer returns one; summarizer failures are counted, never raised (SPEC §3.5b).
+    Summarizer failures are counted, never raised (SPEC §3.5b).
     """
-    out: list[list[dict[str, Any]] | None] = [None] * len(episodes)
-    asked = got = 0
-    for rows in _groups(episodes).values():
-        steps = [episode_steps(episodes[i]) for i in rows]
-        best, failed = cr.select_siblings(
-            [episodes[i].reward for i in rows], success_threshold=success_threshold, num_steps=[len(s) for s in steps]
-        )
-        if best is None or not failed:
-            continue
-        asked += 1
-        reference = _summarizer_for(summarizer, episodes[rows[0]].env_id).reference(
-            _task_prompt(episodes[rows[best]].prompt_messages), steps[best], [steps[j] for j in failed]
-        )
-        if reference is None:
-            continue
-        got += 1
-        for i in rows:
-            out[i] = cr.teacher_messages(episodes[i].prompt_messages, reference)
-    metrics = {
-        "sgcd/groups": float(len(_groups(episodes))),
-        "sgcd/groups_with_contrast": float(asked),
-        "sgcd/groups_with_reference": float(got),
-        "sgcd/summarizer_failures": float(asked - got),
-    }
-    return out, metrics
+    per_group = {ep.uid: _summarizer_for(summarizer, ep.env_id) for ep in episodes}
+    return tc.sgcd_prompts([attempt(ep) for ep in episodes], per_group, success_threshold=success_threshold)
 
 
 def sdpo_teacher_messages(
-    episodes: Sequence[Episode], *, success_threshold: float = 1.0, use_feedback: bool = True
+    episodes: Sequence[Episode], *, success_threshold: float = 1.0, use_feedback: bool = True,
+    max_chars: int = 40_000,
 ) -> tuple[list[list[dict[str, Any]] | None], torch.Tensor]:
-    """Reprompted teacher messages per episode and the SDPO sample mask (B,).
+    """Reprompted teacher messages per episode and the SDPO sample mask (B,), from
+    :func:`algorithms.teacher_context.sdpo_prompts` — the local trainer's builder.
 
     Sample i is distilled (mask 1) when a *different* sibling of its group succeeded (its
-    rendered steps are the demonstration) or, failing that, when it carries env feedback and
+    conversation is the demonstration) or, failing that, when its env gave feedback and
     ``use_feedback``; otherwise its entry is None and its mask 0.
     """
-    rewards = torch.tensor([float(ep.reward) for ep in episodes])
-    demo = sdpo.select_demonstrations(rewards, [ep.uid for ep in episodes], success_threshold=success_threshold)
-    out: list[list[dict[str, Any]] | None] = []
-    mask = torch.zeros(len(episodes))
-    for i, ep in enumerate(episodes):
-        j = int(demo[i])
-        demo_env = teacher_env(episodes[j].env_id) if j >= 0 else None
-        solution = (cr.render_steps(episode_steps(episodes[j]), max_args_chars=demo_env.max_args_chars)
-                    if demo_env is not None else None)
-        feedback = ep.feedback if (use_feedback and solution is None) else None
-        if solution is None and not feedback:
-            out.append(None)
-            continue
-        out.append(sdpo.reprompt_messages(ep.prompt_messages, solution=solution, feedback=feedback))
-        mask[i] = 1.0
-    return out, mask
+    out = tc.sdpo_prompts([attempt(ep) for ep in episodes], success_threshold=success_threshold,
+                          include_feedback=use_feedback, max_chars=max_chars)
+    return out, torch.tensor([float(p is not None) for p in out])

@@ -1,4 +1,4 @@
-"""SDPO: generalised JSD, loss, EMA, demonstrations, reprompting."""
+"""SDPO: generalised JSD, loss, EMA (its teacher prompts: tests/algorithms/test_teacher_context.py)."""
 
 import math
 
@@ -12,10 +12,8 @@ from algorithms.sdpo import (
     DISTILLED_TOKEN_MEANS,
     ema_update_,
     generalized_jsd_topk,
-    reprompt_messages,
     sdpo_loss,
     sdpo_loss_sampled_token,
-    select_demonstrations,
 )
 
 
@@ -119,33 +117,6 @@ def test_ema_update():
         ema_update_(t, s, rate=1.5)
     with pytest.raises(ShapeError, match="shape"):
         ema_update_([torch.zeros(2)], [torch.zeros(3)])
-
-
-def test_select_demonstrations():
-    r = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.4])
-    g = ["a", "a", "a", "b", "b", "c", "d"]
-    d = select_demonstrations(r, g)
-    assert d.tolist() == [2, 0, 0, -1, -1, -1, -1]
-    d2 = select_demonstrations(r, g, dont_reprompt_on_self_success=False)
-    assert d2.tolist() == [0, 0, 0, -1, -1, 5, -1]
-    assert select_demonstrations(r, g, success_threshold=0.3).tolist()[6] == -1
-
-
-def test_reprompt_messages():
-    prompt = [{"role": "system", "content": "sys"}, {"role": "user", "content": "Book a flight."}]
-    out = reprompt_messages(prompt, solution="<think>secret plan</think>Called book_reservation.", feedback="ignored")
-    assert prompt[1]["content"] == "Book a flight."  # input unchanged
-    text = out[-1]["content"]
-    assert text.startswith("Book a flight.") and "Called book_reservation." in text
-    assert "secret plan" not in text and "ignored" not in text and "Feedback" not in text
-    assert text.rstrip().endswith("Now solve the original task above correctly.")
-    fb = reprompt_messages(prompt, feedback="Tool error: unknown flight.")
-    assert "Feedback on your earlier" in fb[-1]["content"] and "unknown flight" in fb[-1]["content"]
-    assert reprompt_messages(prompt) == prompt
-    long = reprompt_messages(prompt, solution="x" * 1000, max_chars=100)
-    assert len(long[-1]["content"]) < len("Book a flight.") + 100 + 60
-    tool_last = prompt + [{"role": "tool", "content": "{}"}]
-    assert reprompt_messages(tool_last, feedback="f")[-1]["role"] == "user"
 
 
 def test_errors():

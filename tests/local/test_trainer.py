@@ -453,3 +453,24 @@ def test_an_ema_teacher_is_scored_with_its_own_lm_head(tiny_model, tokenizer):
     torch.testing.assert_close(kl, (ls.exp() * (ls - lt)).sum(-1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ent, -(ls.exp() * ls).sum(-1), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(kl, shared[0], atol=1e-3)
+
+
+def test_the_teacher_on_the_students_own_prompt_sees_what_the_student_sees(tiny_model, tokenizer):
+    """The teacher's view (its whole prompt, then the student's tokens from the first generated
+    one) with the student's own prompt gives the student's hidden rows; a rewritten prompt does not."""
+    from adapters.local.methods.base import attempt, student_prompt_ids, teacher_hidden
+
+    engine = make_engine(tiny_model, tokenizer)
+    episodes, _ = engine.run(NO_WRITE_TRAIN[:1], 2, seed=3)
+    renderer = engine.renderer
+    own = [renderer.prompt_ids(list(attempt(ep, renderer.system).prompt)) for ep in episodes]
+    assert own == [student_prompt_ids(ep, renderer.prefix_ids) for ep in episodes]
+    with torch.no_grad():
+        student = generated_hidden(tiny_model, [renderer.prefix_ids] * 2, collate(episodes, pad_id=engine.pad_id),
+                                   grad=False)
+        teacher = teacher_hidden(tiny_model, episodes, own, pad_id=engine.pad_id, device="cpu")
+        torch.testing.assert_close(teacher, student, atol=1e-5, rtol=1e-5)
+        other = [renderer.prompt_ids([{"role": "system", "content": renderer.system + " Be brief."},
+                                      dict(ep.env_messages[0])]) for ep in episodes]
+        moved = teacher_hidden(tiny_model, episodes, other, pad_id=engine.pad_id, device="cpu")
+    assert moved.shape == student.shape and not torch.allclose(moved, student, atol=1e-3)

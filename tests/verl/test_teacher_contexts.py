@@ -67,7 +67,7 @@ def test_sdpo_reprompts_failures_with_a_successful_sibling(episodes: list[Episod
 def test_sdpo_uses_feedback_only_without_a_solution(episodes: list[Episode]) -> None:
     with_fb = [Episode(e.uid, e.reward, e.prompt_messages, e.messages, feedback="db mismatch") for e in episodes]
     teacher, mask = sdpo_teacher_messages(with_fb)
-    assert mask.tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert mask.tolist() == [0.0, 1.0, 1.0, 1.0]  # feedback is for failed attempts; the lone success has none
     assert "db mismatch" in teacher[2][-1]["content"] and "db mismatch" not in teacher[1][-1]["content"]
     _, mask_off = sdpo_teacher_messages(with_fb, use_feedback=False)
     assert mask_off.tolist() == [0.0, 1.0, 0.0, 0.0]
@@ -84,9 +84,31 @@ def test_teacher_envs_are_read_from_the_env_registrations() -> None:
                            write_tools=("save",))
     try:
         assert te.env_id_of({"agent_name": "toy_agent"}) == toy
-        assert te.teacher_tools(toy) is None and te.teacher_env(toy).max_args_chars == 2000
+        assert te.teacher_tools(toy) is None
         assert te.offline_summarizers()[toy].write_tools == {"save"}
     finally:
         sgcd_envs.unregister_env(toy)
     with pytest.raises(ValueError, match="No teacher context for env_id='sgcd_envs/ToyCode-v0'"):
         te.teacher_env(toy)
+
+
+def test_both_trainers_build_the_same_teacher_prompts_from_the_same_episodes(episodes: list[Episode]) -> None:
+    """The verl plugin and the local trainer read an episode into the same Attempt, so the shared
+    builders (algorithms.teacher_context) give both the same SGCD and SDPO teacher prompts."""
+    from adapters.local.methods.base import attempt as local_attempt
+    from adapters.local.rollout import Episode as LocalEpisode
+    from adapters.verl.teacher import attempt as verl_attempt
+    from algorithms import teacher_context as tc
+
+    groups = {"g1": 0, "g2": 1}
+    system = episodes[0].prompt_messages[0]["content"]
+    local = [local_attempt(LocalEpisode(task_id="21", group=groups[ep.uid], messages=list(ep.messages),
+                                        env_messages=list(ep.messages), reward=ep.reward), system)
+             for ep in episodes]
+    remote = [verl_attempt(ep) for ep in episodes]
+    for a, b in zip(local, remote):
+        assert (a.reward, a.prompt, a.conversation, a.steps, a.feedback) == \
+               (b.reward, b.prompt, b.conversation, b.steps, b.feedback)
+    summarizer = OfflineSummarizer(write_tools=WRITE_TOOLS)
+    assert tc.sgcd_prompts(local, summarizer) == sgcd_teacher_messages(episodes, summarizer)
+    assert tc.sdpo_prompts(local) == sdpo_teacher_messages(episodes)[0]

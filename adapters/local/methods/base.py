@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from algorithms import sdpo
 from algorithms.config import GRPOConfig
+from algorithms.credit_reference import steps_from_messages
 from algorithms.registry import MethodSpec, get_method
+from algorithms.teacher_context import Attempt
 from sgcd_common import load_entry_point
 
-from ..forward import RolloutBatch
+from ..forward import RolloutBatch, collate, generated_hidden
 from ..prompting import ChatRenderer
 from ..rollout import Episode
 
@@ -46,6 +48,8 @@ class MethodContext:
     temperature: float = 1.0
     """The rollout's sampling temperature τ: every policy, reference and teacher distribution is
     softmax(z/τ), the distribution the rollout sampled from."""
+    pad_id: int = 0
+    """Padding token of batches the method builds itself (the teacher's views)."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,9 @@ class Signal:
     """A method's per-batch output of :meth:`LocalMethod.prepare`, one entry per kept episode."""
 
     teacher_prefixes: list[list[int] | None]
-    """Token ids of each episode's teacher context (a system prompt with privileged text);
-    None = the episode gets no teacher signal."""
+    """Token ids of each episode's teacher prompt (its system message, first user turn and
+    generation prompt, with the method's privileged text: ``ChatRenderer.prompt_ids``), after
+    which the teacher scores the student's own tokens; None = the episode gets no teacher signal."""
     metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -135,6 +140,37 @@ class EMATeacher:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "teacher" in state:
             self.model.load_state_dict(state["teacher"])
+
+
+def attempt(ep: Episode, system: str) -> Attempt:
+    """A local episode as the shared teacher-prompt builders see it (``algorithms.teacher_context``):
+    the prompt is the rollout's system message and the env's first message, the conversation
+    the env's messages after it; feedback only where the env itself reported some."""
+    feedback = ep.info.get("feedback")
+    return Attempt(group=ep.group, reward=float(ep.reward),
+                   prompt=({"role": "system", "content": system}, dict(ep.env_messages[0])),
+                   conversation=tuple(ep.env_messages[1:]), steps=tuple(steps_from_messages(ep.env_messages)),
+                   feedback=feedback if isinstance(feedback, str) and feedback.strip() else None)
+
+
+def student_prompt_ids(ep: Episode, prefix_ids: Sequence[int]) -> list[int]:
+    """The student's own prompt tokens: the shared prefix and the episode's tokens before the
+    first one it generated."""
+    return [*prefix_ids, *ep.suffix_ids[:ep.loss_mask.index(1)]]
+
+
+def teacher_hidden(teacher: torch.nn.Module, episodes: Sequence[Episode], prompts: Sequence[Sequence[int]], *,
+                   pad_id: int, device: torch.device | str) -> torch.Tensor:
+    """The teacher's hidden rows at the student's generated tokens (M, H), in the episodes'
+    mask order (as the student's), with the teacher's prompt ``prompts[i]`` in place of the
+    student's: each episode is fed as that prompt followed by its own tokens from the first
+    generated one. The prompt's last token opens the fed suffix, so that token is a target."""
+    prefixes, views = [], []
+    for ep, prompt in zip(episodes, prompts):
+        start = ep.loss_mask.index(1)
+        prefixes.append(list(prompt[:-1]))
+        views.append(replace(ep, suffix_ids=[prompt[-1], *ep.suffix_ids[start:]], loss_mask=[0, *ep.loss_mask[start:]]))
+    return generated_hidden(teacher, prefixes, collate(views, pad_id=pad_id, device=device), grad=False)
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:

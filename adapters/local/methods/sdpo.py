@@ -1,9 +1,10 @@
 """SDPO: self-distillation to an EMA teacher that sees a successful sibling (or feedback).
 
-Before the loss (:meth:`SDPO.prepare`): per episode, a successful sibling's transcript as the
-demonstration (``algorithms.sdpo.select_demonstrations``), else — failed episodes, with
-``include_feedback`` — the env's feedback; the teacher context is the system prompt with that
-reprompt section (``algorithms.sdpo.reprompt_messages``). An episode with neither is not distilled.
+Before the loss (:meth:`SDPO.prepare`): per episode, a successful sibling's conversation as the
+demonstration, else — a failed episode whose env reported feedback, with ``include_feedback`` —
+that feedback; the teacher prompt is the student's with its user turn rewritten as the task, that
+section and the instruction to solve it (``algorithms.teacher_context.sdpo_prompts``, the builder
+the verl plugin calls too; lasgroup/SDPO's reprompt). An episode with neither is not distilled.
 The loss replaces the policy gradient:
 
     D_t = GJSD_α(p_S(·|s_t) ‖ sg p_T(·|s_t, demo))   over the student's top-k + one tail bucket
@@ -15,17 +16,17 @@ follows the student by EMA after each step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from algorithms import grpo, sdpo
 from algorithms.config import SDPOConfig
+from algorithms.teacher_context import sdpo_prompts
 
-from ..forward import chunked_rows, generated_hidden, lm_head, pack
+from ..forward import chunked_rows, lm_head, pack
 from ..rollout import Episode
-from .base import EMATeacher, LocalMethod, MethodContext, Signal, UpdateInputs
+from .base import EMATeacher, LocalMethod, MethodContext, Signal, UpdateInputs, attempt, student_prompt_ids, teacher_hidden
 
 
 class SDPO(LocalMethod):
@@ -36,31 +37,23 @@ class SDPO(LocalMethod):
         self.teacher = EMATeacher(ctx.model, config.ema_rate)
 
     def prepare(self, episodes: list[Episode], rewards: torch.Tensor, groups: torch.Tensor) -> Signal:
-        """Each episode's reprompted teacher context; None where there is nothing to show."""
-        cfg = self.config
-        demos = sdpo.select_demonstrations(rewards, groups, success_threshold=cfg.success_threshold,
-                                           dont_reprompt_on_self_success=cfg.dont_reprompt_on_self_success)
-        system = self.ctx.renderer.system
-        prefixes: list[list[int] | None] = []
-        for i, ep in enumerate(episodes):
-            d = int(demos[i])
-            solution = transcript(episodes[d].messages) if d >= 0 else None
-            failed = ep.reward < cfg.success_threshold
-            feedback = episode_feedback(ep) if solution is None and failed and cfg.include_feedback else None
-            # The reprompt section goes after the system prompt: in a multi-turn episode the
-            # teacher must see the demonstration before the conversation it scores.
-            ctx = sdpo.reprompt_messages([{"role": "user", "content": system}], solution=solution,
-                                         feedback=feedback, max_chars=cfg.max_reprompt_chars)[-1]["content"]
-            prefixes.append(self.ctx.renderer.prefix_ids_for(ctx) if ctx != system else None)
-        return Signal(prefixes)
+        """Each episode's reprompted teacher prompt; None where there is nothing to show."""
+        cfg, renderer = self.config, self.ctx.renderer
+        prompts = sdpo_prompts([attempt(ep, renderer.system) for ep in episodes],
+                               success_threshold=cfg.success_threshold,
+                               dont_reprompt_on_self_success=cfg.dont_reprompt_on_self_success,
+                               include_feedback=cfg.include_feedback, max_chars=cfg.max_reprompt_chars)
+        return Signal([renderer.prompt_ids(p) if p is not None else None for p in prompts])
 
     def loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         batch, mask = x.batch, x.pmask.float()
         sample_mask = torch.tensor([p is not None for p in x.teacher_prefixes], device=mask.device)
-        prefixes = [p if p is not None else self.ctx.renderer.prefix_ids for p in x.teacher_prefixes]
+        prompts = [p if p is not None else student_prompt_ids(ep, self.ctx.renderer.prefix_ids)
+                   for p, ep in zip(x.teacher_prefixes, x.episodes)]
         with torch.no_grad():
-            t_hidden = generated_hidden(self.teacher.model, prefixes, batch, grad=False)
+            t_hidden = teacher_hidden(self.teacher.model, x.episodes, prompts, pad_id=self.ctx.pad_id,
+                                      device=mask.device)
         student_head, teacher_head = lm_head(self.ctx.model), lm_head(self.teacher.model)
 
         tau = self.ctx.temperature
@@ -89,19 +82,3 @@ class SDPO(LocalMethod):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.teacher.load_state_dict(state)
-
-
-def transcript(messages: Sequence[dict[str, Any]], max_chars: int = 4000) -> str:
-    """A sibling's conversation as plain text (the "successful attempt" shown to the teacher)."""
-    lines = [f"{m['role']}: {m.get('content') or ''}" for m in messages]
-    return "\n".join(lines)[:max_chars]
-
-
-def episode_feedback(ep: Episode) -> str | None:
-    """Environment feedback for a failed episode: its error observations and how it ended."""
-    errors = [m["content"] for m in ep.env_messages
-              if m.get("role") == "tool" and str(m.get("content", "")).startswith("Error")]
-    parts = [f"The episode ended with '{ep.termination}' and reward {ep.reward:g}."]
-    if errors:
-        parts.append("Tool errors: " + " | ".join(e[:200] for e in errors[:5]))
-    return " ".join(parts)

@@ -1,8 +1,9 @@
 """SGCD: GRPO+KL whose token advantages are reshaped by bounded, detached credit weights.
 
 Before the loss (:meth:`SGCD.prepare`), per kept group with a success and a failure: the
-summarizer turns the sibling contrast into a credit reference, and the teacher context is the
-rollout system prompt with that reference in it (``algorithms.credit_reference.teacher_messages``).
+summarizer turns the sibling contrast into a credit reference, and the teacher prompt is the
+student's with that reference in its system message (``algorithms.teacher_context.sgcd_prompts``,
+the builder the verl plugin calls too).
 In the loss, the teacher (the same policy, or its EMA with ``SGCDConfig.teacher="ema"``) is
 teacher-forced on the student's own tokens without grad;
 
@@ -20,12 +21,12 @@ import torch
 
 from algorithms import sgcd
 from algorithms.config import SGCDConfig
-from algorithms.credit_reference import select_siblings, steps_from_messages, teacher_messages
 from algorithms.divergence import reverse_kl_and_entropy, reverse_kl_and_entropy_from_logits
+from algorithms.teacher_context import sgcd_prompts
 
-from ..forward import RolloutBatch, generated_hidden, lm_head, pack
+from ..forward import RolloutBatch, lm_head, pack
 from ..rollout import Episode
-from .base import EMATeacher, LocalMethod, MethodContext, Signal, UpdateInputs
+from .base import EMATeacher, LocalMethod, MethodContext, Signal, UpdateInputs, attempt, teacher_hidden
 
 
 class SGCD(LocalMethod):
@@ -38,50 +39,35 @@ class SGCD(LocalMethod):
         """The weights of the last micro-batch (inspection and tests)."""
 
     def prepare(self, episodes: list[Episode], rewards: torch.Tensor, groups: torch.Tensor) -> Signal:
-        """Each episode's teacher context: its group's credit reference in the system prompt."""
-        prefixes: list[list[int] | None] = [None] * len(episodes)
-        by_group: dict[int, list[int]] = {}
-        for i, ep in enumerate(episodes):
-            by_group.setdefault(ep.group, []).append(i)
-        references = 0
-        for rows in by_group.values():
-            best, failed = select_siblings([episodes[i].reward for i in rows])
-            if best is None or not failed:
-                continue
-            steps = [steps_from_messages(episodes[i].env_messages) for i in rows]
-            task_prompt = episodes[rows[0]].messages[0]["content"]
-            ref = self.ctx.summarizer.reference(task_prompt, steps[best], [steps[j] for j in failed])
-            if ref is None:
-                continue  # w = 1 for this group (the summarizer counts the fallback)
-            references += 1
-            system = teacher_messages([{"role": "system", "content": self.ctx.renderer.system}], ref)[0]["content"]
-            ids = self.ctx.renderer.prefix_ids_for(system)
-            for i in rows:
-                prefixes[i] = ids
-        return Signal(prefixes, {"sgcd/groups_with_reference": float(references), "sgcd/groups": float(len(by_group))})
+        """Each episode's teacher prompt: its group's credit reference in the system message
+        (None where the group has no contrast or the summarizer failed: w = 1 there)."""
+        renderer = self.ctx.renderer
+        prompts, metrics = sgcd_prompts([attempt(ep, renderer.system) for ep in episodes], self.ctx.summarizer)
+        return Signal([renderer.prompt_ids(p) if p is not None else None for p in prompts], metrics)
 
     def loss(self, x: UpdateInputs) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.ctx.grpo
-        w, w_metrics = self.credit_weights(x.batch, x.hidden.detach(), x.pmask, x.teacher_prefixes)
+        w, w_metrics = self.credit_weights(x.episodes, x.batch, x.hidden.detach(), x.pmask, x.teacher_prefixes)
         self.last_credit_weights = w
         loss, m = sgcd.sgcd_loss(x.logp, x.old_logp, x.ref_logp, x.adv, w, x.pmask.float(), eps_lo=cfg.eps_lo,
                                  eps_hi=cfg.eps_hi, beta_kl=cfg.beta_kl, clip_ratio_c=cfg.clip_ratio_c,
                                  loss_agg_mode=cfg.loss_agg_mode, **x.denominators())
         return loss, {**{f"loss/{k}": v for k, v in m.items()}, **{f"sgcd/{k}": v for k, v in w_metrics.items()}}
 
-    def credit_weights(self, batch: RolloutBatch, student_hidden: torch.Tensor, pmask: torch.Tensor,
-                       teacher_prefixes: list[list[int] | None]) -> tuple[torch.Tensor, dict[str, float]]:
-        """w per generated token (N, G): 1 in rows without a teacher context, else from the
+    def credit_weights(self, episodes: list[Episode], batch: RolloutBatch, student_hidden: torch.Tensor,
+                       pmask: torch.Tensor, teacher_prompts: list[list[int] | None]) -> tuple[torch.Tensor, dict[str, float]]:
+        """w per generated token (N, G): 1 in rows without a teacher prompt, else from the
         teacher/student divergence at each of the row's tokens."""
         cfg = self.config
         w = torch.ones(pmask.shape, device=pmask.device)
-        teacher_rows = [i for i, p in enumerate(teacher_prefixes) if p is not None]
+        teacher_rows = [i for i, p in enumerate(teacher_prompts) if p is not None]
         if not teacher_rows:
             return w, {}
         teacher = self.ctx.model if self.teacher is None else self.teacher.model
-        sub = RolloutBatch(batch.ids[teacher_rows], batch.attn[teacher_rows], batch.mask[teacher_rows])
         with torch.no_grad():
-            t_hidden = generated_hidden(teacher, [teacher_prefixes[i] for i in teacher_rows], sub, grad=False)
+            t_hidden = teacher_hidden(teacher, [episodes[i] for i in teacher_rows],
+                                      [teacher_prompts[i] for i in teacher_rows], pad_id=self.ctx.pad_id,
+                                      device=student_hidden.device)
         row_of_token = torch.nonzero(batch.mask)[:, 0]
         sel = torch.isin(row_of_token, torch.tensor(teacher_rows, device=row_of_token.device))
         kl, ent = self.divergence(student_hidden[sel], t_hidden, teacher)
