@@ -18,6 +18,7 @@ import torch
 from algorithms import _checks
 from algorithms.errors import ShapeError
 from algorithms.grpo import LOG_RATIO_CLAMP, aggregate_loss, group_index, masked_mean
+from algorithms.topk import generalized_jsd_bins, tail_bin
 
 __all__ = [
     "DISTILLED_TOKEN_MEANS",
@@ -28,12 +29,6 @@ __all__ = [
 ]
 
 
-def _kl_rows(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """Σ_v p (log p − log q) over the last axis (0·log 0 = 0)."""
-    p = logp.exp()
-    return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(-1)
-
-
 def _topk_support(logp_s: torch.Tensor, logp_t: torch.Tensor, topk: int | None, add_tail: bool):
     """Restrict both log-distributions to the student's top-k ids (+ tail bucket or renormalise)."""
     v = logp_s.shape[-1]
@@ -42,12 +37,7 @@ def _topk_support(logp_s: torch.Tensor, logp_t: torch.Tensor, topk: int | None, 
     idx = logp_s.detach().topk(topk, dim=-1).indices
     ks, kt = logp_s.gather(-1, idx), logp_t.gather(-1, idx)
     if add_tail:
-        def tail(lp: torch.Tensor) -> torch.Tensor:
-            # log(1 − Σ_k p_k) = log(−expm1(lse_k)); lse clamped below 0 as the reference does
-            lse = torch.logsumexp(lp, dim=-1, keepdim=True).clamp(max=-1e-7)
-            return torch.cat([lp, torch.log(-torch.expm1(lse))], dim=-1)
-
-        return tail(ks), tail(kt)
+        return tail_bin(ks), tail_bin(kt)
     return ks - torch.logsumexp(ks, -1, keepdim=True), kt - torch.logsumexp(kt, -1, keepdim=True)
 
 
@@ -81,13 +71,7 @@ def generalized_jsd_topk(
     logp_s = torch.log_softmax(student_logits.float(), dim=-1)
     logp_t = torch.log_softmax(teacher_logits.detach().float(), dim=-1)
     ls, lt = _topk_support(logp_s, logp_t, topk, add_tail)
-    if alpha == 0.0:
-        return _kl_rows(lt, ls)
-    if alpha == 1.0:
-        return _kl_rows(ls, lt)
-    a = torch.tensor(alpha, dtype=ls.dtype, device=ls.device)
-    log_m = torch.logsumexp(torch.stack([ls + torch.log1p(-a), lt + torch.log(a)]), dim=0)
-    return (1.0 - alpha) * _kl_rows(ls, log_m) + alpha * _kl_rows(lt, log_m)
+    return generalized_jsd_bins(ls, lt, alpha=alpha)
 
 
 def _is_ratio(logp: torch.Tensor, old_logp: torch.Tensor, is_clip: float | None) -> torch.Tensor:

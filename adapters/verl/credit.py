@@ -1,17 +1,22 @@
-"""SGCD credit weights on verl's driver: teacher log-probs → ``algorithms.sgcd`` → ``advantages ← w·A``.
+"""SGCD credit weights on verl's driver: per-token divergences → ``algorithms.sgcd`` → ``advantages ← w·A``.
 
 Runs after verl has computed GRPO advantages (``compute_advantage`` / the v1 trainer's
 ``_compute_advantage``). The weights are detached and written into the batch, so verl's stock
 ``vanilla`` PPO loss — and its KL loss, clipping and global-batch aggregation — run unchanged on
 FSDP and on Megatron (SPEC §3.5f, research/verl.md §1.5).
 
-Divergence estimator (documented in ``algorithm.sgcd.divergence_estimator``): verl's
-``compute_log_prob`` returns log π(y_t) of the *sampled* token only, so the full-vocabulary
-``D_t = KL(π_θ(·|s_t) ‖ π_T(·|s_t, ref))`` of the local trainer is replaced by its k3 sampled-token
-estimate ``D̂_t = exp(d_t) − d_t − 1``, ``d_t = log π_T(y_t) − log π_θ(y_t)``, which is unbiased
-for D_t when y_t ~ π_θ and never negative (Schulman 2020, "Approximating KL divergence").
-Here π_θ is π_old: verl's ``old_log_probs`` are the log-probs of the weights that sampled the
-batch, which is also the policy the teacher is run with.
+The divergence D_t = KL(π_old(·|s_t) ‖ π_T(·|s_t, ref)) comes from one of two estimators
+(``algorithm.sgcd.divergence_estimator``, dispatched by :class:`adapters.verl.trainer.SGCDTrainerSync`):
+
+- ``shared_topk`` (default): the rollout server scores the student's and the teacher's context
+  on the same response tokens with ``prompt_logprobs=k`` (:mod:`adapters.verl.scoring`), and
+  D̂_t is the reverse KL over the partition "tokens in both top-k lists, one bin each, plus the
+  rest" (:func:`algorithms.topk.reverse_kl_shared_topk`): a lower bound of the full-vocabulary
+  KL of the local trainer that is exact when the lists hold all the mass.
+- ``k3_sampled_token``: the teacher's log-prob of the sampled token only (the actor's
+  ``compute_log_prob``), ``D̂_t = exp(d) − d − 1``, ``d = log π_T(y_t) − log π_old(y_t)``:
+  unbiased for D_t under y_t ~ π_old (Schulman 2020), but one sample per token, so z = s/mean(s)
+  is dominated by its noise (:func:`sampled_token_divergence`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from verl import DataProto
 
 from adapters.verl.config import SGCDSection
 
-REQUIRED_KEYS: tuple[str, ...] = ("advantages", "response_mask", "old_log_probs")
+REQUIRED_KEYS: tuple[str, ...] = ("advantages", "response_mask")
 
 
 def sampled_token_divergence(student_logp: torch.Tensor, teacher_logp: torch.Tensor) -> torch.Tensor:
@@ -38,37 +43,35 @@ def sampled_token_divergence(student_logp: torch.Tensor, teacher_logp: torch.Ten
 
 def apply_credit_weights(
     data: DataProto,
-    teacher_log_probs: torch.Tensor,
+    divergence: torch.Tensor,
     section: SGCDSection,
     *,
     has_reference: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Compute SGCD weights and write ``advantages ← w·A`` and ``credit_weights ← w`` into ``data``.
 
-    ``data.batch`` must hold ``advantages`` (B, T) (verl's GRPO output), ``response_mask`` and
-    ``old_log_probs`` (B, T); ``entropy`` (B, T) is used when ``section.gamma > 0``.
-    ``teacher_log_probs`` (B, T): log π_T(y_t | s_t, credit reference) on the same response tokens.
+    ``data.batch`` must hold ``advantages`` (B, T) (verl's GRPO output) and ``response_mask``;
+    ``entropy`` (B, T) (verl's old-policy entropy) is used when ``section.gamma > 0``.
+    ``divergence`` (B, T): D̂_t ≥ 0 per response token (either estimator above).
     ``has_reference`` (B,) bool: rows whose group got no credit reference (summarizer failure,
-    no success/failure contrast) keep w = 1 (SPEC §3.5b fallback); default all True.
+    no success/failure contrast) or whose teacher context could not be scored keep w = 1
+    (SPEC §3.5b fallback); default all True.
 
-    Pipeline (each step an ``algorithms`` function): D̂ = kl_k3(old_logp, teacher_logp);
-    s = credit_scores(D̂, H; γ); (w, m) = credit_weights(s, mask; β, w_min, w_max);
-    Â = weighted_advantages(A, w). Returns metrics prefixed ``sgcd/``.
+    Pipeline (each step an ``algorithms`` function): s = credit_scores(D̂, H; γ);
+    (w, m) = credit_weights(s, mask; β, w_min, w_max); Â = weighted_advantages(A, w).
+    Returns metrics prefixed ``sgcd/``.
     """
     missing = [k for k in REQUIRED_KEYS if k not in data.batch.keys()]
     if missing:
         raise KeyError(f"apply_credit_weights: data.batch lacks {missing}; it has {sorted(data.batch.keys())}")
     adv = data.batch["advantages"]
     mask = data.batch["response_mask"].to(adv.dtype)
-    old_logp = data.batch["old_log_probs"]
-    if teacher_log_probs.shape != old_logp.shape:
-        raise ValueError(
-            f"teacher_log_probs has shape {tuple(teacher_log_probs.shape)}, expected old_log_probs' "
-            f"{tuple(old_logp.shape)} (same response tokens)"
-        )
-    divergence = sampled_token_divergence(old_logp, teacher_log_probs) * mask
+    if divergence.shape != adv.shape:
+        raise ValueError(f"divergence has shape {tuple(divergence.shape)}, expected the advantages' "
+                         f"{tuple(adv.shape)} (same response tokens)")
+    divergence = divergence.detach().float().to(adv.device) * mask
     entropy = data.batch["entropy"] if "entropy" in data.batch.keys() else torch.zeros_like(divergence)
-    scores = sgcd.credit_scores(divergence, entropy.detach().clamp_min(0.0) * mask, gamma=section.gamma)
+    scores = sgcd.credit_scores(divergence, entropy.detach().float().clamp_min(0.0) * mask, gamma=section.gamma)
     weights, metrics = sgcd.credit_weights(scores, mask, **section.credit_kwargs())
     if has_reference is not None:
         keep = has_reference.to(torch.bool).to(weights.device).unsqueeze(-1)

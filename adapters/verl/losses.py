@@ -1,4 +1,10 @@
-"""SDPO inside verl: a policy loss in verl's registry plus the engine loss that feeds it the teacher.
+"""The actor-side losses of SDPO and SGCD inside verl: engine losses and verl's top-k logits hook.
+
+SGCD (:func:`sgcd_engine_loss`): verl's ``ppo_loss`` for training (the credit weights are already
+in ``advantages``), and the exact teacher/student divergence of (student, teacher) record pairs
+when the driver scores them (:func:`pair_divergence`).
+
+SDPO: a policy loss in verl's registry plus the engine loss that feeds it the teacher.
 
 verl 0.9.1's engine-level ``ppo_loss(config, model_output, data, dp_group)`` selects only
 ``response_mask, old_log_probs, advantages`` (+ ``rollout_is_weights``, ``ref_log_prob``) from the
@@ -12,9 +18,17 @@ bonus, the optional KL-to-reference term (SPEC §3.6: "optional KL to ref stays"
 metrics are verl's own. With ``policy_loss.loss_mode=sdpo`` the SDPO loss *replaces* the policy
 gradient loss (λ = 0), as in the SDPO reference implementation.
 
-Only sampled-token log-probs exist on this path (verl's ``compute_log_prob``), so the loss is the
-non-full-logit reverse-KL form ``algorithms.sdpo.sdpo_loss_sampled_token``; the top-k generalised
-JSD of the local trainer needs full teacher logits and is not available here.
+Two forms, chosen by what the driver put into the batch (``algorithm.sdpo.divergence``):
+
+- ``sdpo_bin_ids`` + ``sdpo_teacher_bins`` (``topk``, built by :func:`pair_topk_bins` in an earlier
+  ``compute_log_prob`` over (student, teacher) record pairs): verl's FSDP engine first calls
+  :func:`sdpo_engine_loss` as a logits processor (``distillation_use_topk``) with the micro-batch's
+  live student logits; :func:`topk_jsd_per_token` gathers the student's log-probs at the bin ids
+  (normalised over the full vocabulary), adds the tail bin and forms the generalised JSD against
+  the teacher's bins, with gradient. The loss call then weights it by the capped IS ratio
+  (``algorithms.sdpo.sdpo_loss_from_divergence``).
+- ``teacher_log_probs`` (``sampled_token``): the reverse-KL score-function form at the sampled
+  token, ``algorithms.sdpo.sdpo_loss_sampled_token``.
 
 Metrics: the SDPO means over distilled tokens (``is_ratio_mean``, ``is_clip_frac``,
 ``distill_per_token``) are reported over the distilled tokens only, also when some micro-batches
@@ -38,12 +52,14 @@ from algorithms import sdpo
 class TeacherBatch:
     """Teacher inputs of one micro-batch, padded like ``ppo_loss``'s fields.
 
-    teacher_log_probs: (B, T) log π_T(y_t | reprompted context), detached.
     sample_mask: (B,) 1 where the sample has a demonstration or feedback, else 0.
+    teacher_log_probs: (B, T) log π_T(y_t | reprompted context), detached (``sampled_token``).
+    per_token: (B, T) the generalised JSD over the top-k + tail bins, with gradient (``topk``).
     """
 
-    teacher_log_probs: torch.Tensor
     sample_mask: torch.Tensor
+    teacher_log_probs: torch.Tensor | None = None
+    per_token: torch.Tensor | None = None
 
 
 _TEACHER: contextvars.ContextVar[TeacherBatch | None] = contextvars.ContextVar("sgcd_sdpo_teacher", default=None)
@@ -90,11 +106,19 @@ def sdpo_policy_loss(
                 "Run with adapters.verl.trainer.SDPOTrainerSync (it installs adapters.verl.losses.sdpo_engine_loss "
                 "on the actor workers), or call sdpo_policy_loss(..., teacher_log_prob=..., sample_mask=...)."
             )
-        teacher_log_prob, sample_mask = ctx.teacher_log_probs, ctx.sample_mask
+        teacher_log_prob, sample_mask, per_token = ctx.teacher_log_probs, ctx.sample_mask, ctx.per_token
+    else:
+        per_token = None
     if rollout_is_weights is not None:
         raise ValueError("policy_loss.loss_mode='sdpo' does not support algorithm.rollout_correction (got IS weights)")
     is_clip = float(getattr(getattr(config, "policy_loss", None), "sdpo_is_clip", 2.0))
     mask = response_mask.to(log_prob.dtype)
+    if per_token is not None:
+        loss, metrics = sdpo.sdpo_loss_from_divergence(
+            per_token.to(log_prob.dtype), log_prob, old_log_prob, mask, sample_mask.to(log_prob.device, log_prob.dtype),
+            is_clip=is_clip, loss_agg_mode=loss_agg_mode)
+        loss = loss * _global_scale(loss_agg_mode, mask, sample_mask, config)
+        return loss, {k if "/" in k else f"actor/{k}": v for k, v in metrics.items()}
     loss, metrics = sdpo.sdpo_loss_sampled_token(
         log_prob,
         teacher_log_prob.to(log_prob.device, log_prob.dtype),
@@ -127,32 +151,193 @@ def _global_scale(loss_agg_mode: str, mask: torch.Tensor, sample_mask: torch.Ten
     return n_local / float(n_global) * float(info.get("dp_size", 1))
 
 
-def sdpo_engine_loss(config: Any, model_output: dict, data: Any, dp_group: Any = None) -> tuple[torch.Tensor, dict]:
+def topk_jsd_per_token(student_logits: torch.Tensor, data: Any, *, alpha: float, chunk: int = 1024) -> torch.Tensor:
+    """Per-position generalised JSD over the driver's top-k + tail bins (verl's logits-hook layout).
+
+    ``student_logits`` (N, V): the micro-batch's packed logits (temperature applied by verl), row
+    j predicting token j + 1 of its sequence. For each sequence, its R response tokens are
+    predicted at rows ``end − R − 1 … end − 2`` (``verl.workers.utils.padding.no_padding_2_padding``);
+    there ``ℓ_t = GJSD_α(p_S bins ‖ sg p_T bins)`` with p_S's bins
+    ``log_softmax(z)[ids]`` plus :func:`algorithms.topk.tail_bin`. Other
+    rows are 0. Returns (N,) with gradient through ``student_logits``. Rows go in chunks of
+    ``chunk`` (float32 copies of one chunk's logits at a time).
+    """
+    from algorithms.topk import generalized_jsd_bins, tail_bin
+
+    prompt_lens = data["prompts"].offsets().diff()
+    response_lens = data["responses"].offsets().diff()
+    ends = (prompt_lens + response_lens).cumsum(0).tolist()
+    response_lens = response_lens.tolist()
+    ids_rows, bins_rows = data["sdpo_bin_ids"].unbind(0), data["sdpo_teacher_bins"].unbind(0)
+    out = torch.zeros(student_logits.shape[0], dtype=torch.float32, device=student_logits.device)
+    for end, r, ids, bins in zip(ends, response_lens, ids_rows, bins_rows):
+        if r == 0:
+            continue
+        k = ids.numel() // r
+        ids = ids.reshape(r, k).to(student_logits.device)
+        teacher = bins.reshape(r, k + 1).to(student_logits.device, torch.float32).detach()
+        start = end - r - 1
+        for c in range(0, r, chunk):
+            logits = student_logits[start + c: start + min(c + chunk, r)].float()
+            student = tail_bin(logits.gather(-1, ids[c: c + chunk]) - torch.logsumexp(logits, dim=-1, keepdim=True))
+            out = out.index_put((torch.arange(start + c, start + c + logits.shape[0], device=out.device),),
+                                generalized_jsd_bins(student, teacher[c: c + chunk], alpha=alpha))
+    return out
+
+
+def sdpo_engine_loss(config: Any, model_output: dict | None = None, data: Any = None, dp_group: Any = None, *,
+                     student_logits: torch.Tensor | None = None) -> Any:
     """Engine-level loss for SDPO (same signature as verl's ``ppo_loss``; FSDP and Megatron).
 
-    Reads ``teacher_log_probs`` (per response token, nested like ``old_log_probs``) and
-    ``sdpo_sample_mask`` (per sample) from the micro-batch ``data``, then runs verl's ``ppo_loss``
-    with them visible to :func:`sdpo_policy_loss`. Requires ``policy_loss.loss_mode == "sdpo"``.
-    The SDPO token means in the metrics are pooled over the dp ranks and left out for micro-batches
-    without distilled tokens (:func:`pool_distilled_token_means`; a collective on ``dp_group``, which
-    every dp rank reaches once per micro-batch).
+    In a ``compute_log_prob`` call flagged :data:`SDPO_PAIR_SCORING` (verl's top-k logits hook on):
+    called with ``student_logits`` it returns :func:`pair_topk_bins`' columns; as the loss, 0.
+    In the update with the hook on (``topk``): called with ``student_logits`` it returns
+    ``{"sdpo_divergence": (1, N)}`` from :func:`topk_jsd_per_token`. Called as the loss: reads
+    ``sdpo_sample_mask`` and either the hook's ``sdpo_divergence`` (``topk``) or
+    ``teacher_log_probs`` (``sampled_token``, nested like ``old_log_probs``) from the micro-batch,
+    then runs verl's ``ppo_loss`` with them visible to :func:`sdpo_policy_loss`. Requires
+    ``policy_loss.loss_mode == "sdpo"``. The SDPO token means in the metrics are pooled over the
+    dp ranks and left out for micro-batches without distilled tokens
+    (:func:`pool_distilled_token_means`; a collective on ``dp_group``, which every dp rank
+    reaches once per micro-batch).
     """
+    from verl.utils import tensordict_utils as tu
     from verl.workers.utils.losses import ppo_loss
+    from verl.workers.utils.padding import no_padding_2_padding
 
     mode = config.policy_loss.get("loss_mode", "vanilla")
     if mode != "sdpo":
         raise ValueError(f"sdpo_engine_loss needs actor.policy_loss.loss_mode='sdpo', got {mode!r}")
-    for key in ("teacher_log_probs", "sdpo_sample_mask"):
+    if student_logits is not None and tu.get_non_tensor_data(data=data, key=SDPO_PAIR_SCORING, default=False):
+        return {k: v.unsqueeze(0) for k, v in
+                pair_topk_bins(student_logits[0], data, int(tu.get_non_tensor_data(data=data, key="sdpo_topk", default=100))).items()}
+    if model_output is not None and tu.get_non_tensor_data(data=data, key=SDPO_PAIR_SCORING, default=False):
+        return torch.zeros((), device=model_output["log_probs"].device), {}
+    if student_logits is not None:
+        for key in ("sdpo_bin_ids", "sdpo_teacher_bins"):
+            if key not in data.keys():
+                raise KeyError(f"sdpo_engine_loss: the top-k hook ran but the micro-batch lacks {key!r}; "
+                               f"it has {sorted(data.keys())}")
+        alpha = float(config.policy_loss.get("sdpo_alpha", 0.5))
+        return {"sdpo_divergence": topk_jsd_per_token(student_logits[0], data, alpha=alpha).unsqueeze(0)}
+    topk = "sdpo_divergence" in model_output
+    for key in ("sdpo_sample_mask",) if topk else ("teacher_log_probs", "sdpo_sample_mask"):
         if key not in data.keys():
             raise KeyError(f"sdpo_engine_loss: micro-batch lacks {key!r}; it has {sorted(data.keys())}")
-    padded = data.select("response_mask", "teacher_log_probs").to_padded_tensor()
-    teacher = TeacherBatch(
-        teacher_log_probs=padded["teacher_log_probs"].detach(),
-        sample_mask=data["sdpo_sample_mask"].reshape(-1).detach(),
-    )
+    sample_mask = data["sdpo_sample_mask"].reshape(-1).detach()
+    if topk:
+        teacher = TeacherBatch(sample_mask=sample_mask, per_token=no_padding_2_padding(model_output["sdpo_divergence"], data))
+    else:
+        padded = data.select("response_mask", "teacher_log_probs").to_padded_tensor()
+        teacher = TeacherBatch(sample_mask=sample_mask, teacher_log_probs=padded["teacher_log_probs"].detach())
     with teacher_context(teacher):
         loss, metrics = ppo_loss(config, model_output, data, dp_group)
     return loss, pool_distilled_token_means(metrics, dp_group, model_output["log_probs"].device)
+
+
+PAIR_SCORING = "sgcd_pair_scoring"
+"""Non-tensor flag of a ``compute_log_prob`` call whose records are (student, teacher) pairs."""
+
+
+def pair_divergence(logits: torch.Tensor, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact per-token ``D_t = KL(p_S‖p_T)`` and ``H_t = H(p_S)`` of (student, teacher) record pairs.
+
+    ``logits`` (N, V): a micro-batch's packed logits (temperature applied by verl) whose
+    sequences are pairs — record 2j the student context, 2j + 1 the teacher context, both ending
+    in the same R response tokens, predicted at rows ``end − R − 1 … end − 2``
+    (``verl.workers.utils.padding.no_padding_2_padding``). Returns (N,) divergences and entropies
+    at the student's rows (0 elsewhere), computed over the full vocabulary by
+    ``algorithms.divergence.reverse_kl_and_entropy_from_logits`` — the local trainer's formula.
+    """
+    from algorithms.divergence import reverse_kl_and_entropy_from_logits
+
+    kl = torch.zeros(logits.shape[0], dtype=torch.float32, device=logits.device)
+    entropy = torch.zeros_like(kl)
+    for student_rows, teacher_rows in _pair_rows(data):
+        if student_rows.stop > student_rows.start:
+            with torch.no_grad():
+                kl[student_rows], entropy[student_rows] = reverse_kl_and_entropy_from_logits(
+                    logits[student_rows], logits[teacher_rows])
+    return kl, entropy
+
+
+SDPO_PAIR_SCORING = "sdpo_pair_scoring"
+"""Non-tensor flag of a ``compute_log_prob`` call that builds SDPO's bins from (student, teacher) pairs;
+``sdpo_topk`` (non-tensor) gives k."""
+
+
+def _pair_rows(data: Any) -> list[tuple[slice, slice]]:
+    """(student rows, teacher rows) predicting the response tokens of each record pair (see :func:`pair_divergence`)."""
+    prompt_lens = data["prompts"].offsets().diff()
+    response_lens = data["responses"].offsets().diff()
+    ends = (prompt_lens + response_lens).cumsum(0).tolist()
+    response_lens = response_lens.tolist()
+    if len(ends) % 2:
+        raise ValueError(f"pair scoring needs (student, teacher) pairs in each micro-batch, got {len(ends)} sequences")
+    out = []
+    for j in range(0, len(ends), 2):
+        r = response_lens[j]
+        if response_lens[j + 1] != r:
+            raise ValueError(f"pair {j // 2}: the teacher record has {response_lens[j + 1]} response tokens, "
+                             f"the student's {r}")
+        out.append((slice(ends[j] - r - 1, ends[j] - 1), slice(ends[j + 1] - r - 1, ends[j + 1] - 1)))
+    return out
+
+
+def bin_columns(k: int) -> tuple[list[str], list[str]]:
+    """Names of the per-token columns of SDPO's pair scoring: k student top-k ids, k + 1 teacher bins.
+
+    verl's logits hook returns one value per token per key, so the (k, k + 1) values a token
+    needs travel as that many keys and are stacked again on the driver (``adapters.verl.trainer``).
+    """
+    return [f"sdpo_id_{j:03d}" for j in range(k)], [f"sdpo_tb_{j:03d}" for j in range(k + 1)]
+
+
+def pair_topk_bins(logits: torch.Tensor, data: Any, k: int, *, chunk: int = 1024) -> dict[str, torch.Tensor]:
+    """SDPO's bins from (student, teacher) record pairs, at the student's response rows.
+
+    Per response token: the student's top-k ids (π_old in the student's context) and the
+    teacher's log-probs at those ids, normalised over the full vocabulary, with the tail bin
+    ``log(1 − Σ)`` last — the lasgroup/SDPO support (``distillation_topk`` + ``distillation_add_tail``).
+    ``logits`` (N, V) packed as in :func:`pair_divergence`. Returns the :func:`bin_columns`,
+    each (N,), 0 outside the student's response rows.
+    """
+    from algorithms.topk import tail_bin
+
+    ids = torch.zeros(logits.shape[0], k, dtype=torch.int64, device=logits.device)
+    teacher = torch.zeros(logits.shape[0], k + 1, dtype=torch.float32, device=logits.device)
+    with torch.no_grad():
+        for student_rows, teacher_rows in _pair_rows(data):
+            for r0 in range(0, student_rows.stop - student_rows.start, chunk):
+                s = logits[student_rows.start + r0: min(student_rows.start + r0 + chunk, student_rows.stop)].float()
+                t = logits[teacher_rows.start + r0: teacher_rows.start + r0 + s.shape[0]].float()
+                top = s.topk(k, dim=-1).indices
+                rows = slice(student_rows.start + r0, student_rows.start + r0 + s.shape[0])
+                ids[rows] = top
+                teacher[rows] = tail_bin(t.gather(-1, top) - torch.logsumexp(t, dim=-1, keepdim=True))
+    id_names, bin_names = bin_columns(k)
+    return {**{n: ids[:, j] for j, n in enumerate(id_names)}, **{n: teacher[:, j] for j, n in enumerate(bin_names)}}
+
+
+def sgcd_engine_loss(config: Any, model_output: dict | None = None, data: Any = None, dp_group: Any = None, *,
+                     student_logits: torch.Tensor | None = None) -> Any:
+    """SGCD's engine-level loss: verl's ``ppo_loss``, plus the exact divergence of scoring pairs.
+
+    Training (the credit weights are already in ``advantages``): verl's ``ppo_loss`` unchanged.
+    A ``compute_log_prob`` call flagged :data:`PAIR_SCORING` runs verl's top-k logits hook
+    (``distillation_use_topk``): called with ``student_logits`` it returns
+    ``{"sgcd_divergence"}`` from :func:`pair_divergence`; called as the loss
+    afterwards it returns 0 (nothing is trained in that call).
+    """
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.utils.losses import ppo_loss
+
+    if student_logits is not None:
+        kl, _ = pair_divergence(student_logits[0], data)  # H_t is verl's own entropy of the old-log-prob pass
+        return {"sgcd_divergence": kl.unsqueeze(0)}
+    if tu.get_non_tensor_data(data=data, key=PAIR_SCORING, default=False):
+        return torch.zeros((), device=model_output["log_probs"].device), {}
+    return ppo_loss(config, model_output, data, dp_group)
 
 
 def _scalar(value: Any) -> float:

@@ -37,8 +37,12 @@ def test_config_composes_and_validates(name: str) -> None:
         assert isinstance(actor.policy_loss, SDPOPolicyLossConfig) and actor.policy_loss.loss_mode == "sdpo"
     else:
         assert actor.policy_loss.loss_mode == "vanilla"
+    # the exact divergence and SDPO's top-k JSD use the FSDP engine's top-k logits hook
     if method == "sgcd":
-        assert isinstance(algo.sgcd, SGCDSection) and algo.sgcd.divergence_estimator == "k3_sampled_token"
+        assert isinstance(algo.sgcd, SGCDSection)
+        assert algo.sgcd.divergence_estimator == ("exact" if backend == "fsdp" else "shared_topk")
+    if method == "sdpo":
+        assert algo.sdpo.divergence == ("topk" if backend == "fsdp" else "sampled_token")
     if backend == "megatron":
         assert cfg.actor_rollout_ref.actor.megatron.tensor_model_parallel_size == 1
         assert cfg.actor_rollout_ref.actor.megatron.pipeline_model_parallel_size == 1

@@ -28,9 +28,11 @@ pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT_S = 900
 REPORTED = ("training/global_step", "critic/score/mean", "actor/pg_loss", "actor/grad_norm",
-            "sgcd/groups_with_reference", "sgcd/w_min", "sgcd/w_max", "sgcd/w_std",
-            "sdpo/frac_samples_with_teacher", "actor/sdpo/loss", "actor/sdpo/is_ratio_mean",
-            "training/filter_groups/evicted_samples", "timing_s/step")
+            "sgcd/groups_with_reference", "sgcd/w_min", "sgcd/w_max", "sgcd/w_std", "sgcd/scored_records",
+            "sgcd/scored_tokens", "sgcd/divergence_mean", "sdpo/frac_samples_with_teacher", "sdpo/scored_records",
+            "sdpo/scored_tokens", "actor/sdpo/loss", "actor/sdpo/is_ratio_mean", "actor/sdpo/distill_per_token",
+            "training/filter_groups/evicted_samples", "timing_s/gen", "timing_s/old_log_prob",
+            "timing_s/sgcd_divergence", "timing_s/sdpo_teacher", "timing_s/update_actor", "timing_s/step")
 """verl metrics each run prints into the test log (CI's output shows them)."""
 W_MIN, W_MAX = 0.5, 2.0  # the sgcd_fsdp defaults
 PUSH = re.compile(r"\[transformers rollout\] replica (\d+): weights for global step (\d+) loaded (\d+), missing (\d+)")
@@ -66,6 +68,11 @@ def report(tag: str, run: Run, terminal) -> None:
             print(f"\n[verl e2e {tag}] step:{step} - {shown}", end="")
         pushes = {r: sorted(s) for r, s in sorted(run.pushes().items())}
         print(f"\n[verl e2e {tag}] weights loaded by the rollout server (replica: global steps): {pushes}")
+        for key, what in (("timing_s/sgcd_divergence", "SGCD's divergence"), ("timing_s/sdpo_teacher", "SDPO's teacher bins")):
+            for step, m in sorted(run.steps.items()):
+                if key in m:  # the step without the method's own work is the GRPO step on the same batch
+                    print(f"[verl e2e {tag}] step {step}: {what} {m[key]:.2f} s of a {m['timing_s/step']:.2f} s step "
+                          f"= step / (step - it) {m['timing_s/step'] / (m['timing_s/step'] - m[key]):.2f}")
 
 
 def train(workdir: Path, method: str, tag: str, *extra: str, steps: int = 2, dp: int = 1,
@@ -117,6 +124,8 @@ def test_sgcd_trains_with_credit_weights_and_dynamic_sampling_then_resumes(workd
         assert W_MIN - 1e-6 <= m["sgcd/w_min"] <= m["sgcd/w_max"] <= W_MAX + 1e-6, m
         assert m["sgcd/w_std"] > 0 and (m["sgcd/w_min"] < 1.0 < m["sgcd/w_max"]), "credit weights are all 1"
         assert m["sgcd/summarizer_failures"] == 0
+        # the exact estimator ran: (student, teacher) records scored in the actor, a divergence > 0
+        assert m["sgcd/scored_records"] >= 2 and m["sgcd/divergence_mean"] > 0, m
     # task 39's all-zero group is evicted by dynamic sampling (algorithm.filter_groups, on in every config)
     evicted = sum(v for m in run.steps.values() for k, v in m.items() if k.endswith("filter_groups/evicted_samples"))
     assert evicted > 0, "dynamic sampling evicted nothing"
@@ -136,3 +145,5 @@ def test_sdpo_trains_two_steps_on_distilled_samples(workdir, capsys):
     for m in run.steps.values():
         assert 0.0 < m["sdpo/frac_samples_with_teacher"] <= 1.0, m["sdpo/frac_samples_with_teacher"]
         assert math.isfinite(m["actor/pg_loss"]) and math.isfinite(m["actor/sdpo/loss"])
+        # the top-k JSD ran: pair records scored in the actor, a divergence over distilled tokens
+        assert m["sdpo/scored_records"] >= 2 and m["actor/sdpo/distill_per_token"] > 0, m

@@ -169,3 +169,120 @@ def test_dp_ranks_report_the_distilled_token_mean_pooled_over_ranks(tmp_path) ->
     assert reports[0] == reports[1] and set(reports[0]) == set(sdpo.DISTILLED_TOKEN_MEANS)
     expected = _distilled_token_mean([(10, [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]), (11, [0.0] * 6)])
     assert reports[0]["sdpo/is_ratio_mean"] == pytest.approx(expected, rel=1e-6)
+
+
+# -- the top-k + tail form (algorithm.sdpo.divergence=topk) ----------------------------------------
+
+V = 40
+
+
+def _pairs_micro_batch(student: torch.Tensor, teacher: torch.Tensor, k: int):
+    """A pair-scoring micro-batch as the engine's hook sees it: record 2i = row i's student context
+    (prompt B.PROMPT_LENS[i]), record 2i + 1 its teacher context (a prompt 2 tokens longer), both
+    ending in the same response; the packed logits put ``student`` / ``teacher`` (B, T, V) at the
+    rows predicting the response tokens."""
+    from tensordict import TensorDict
+    from verl.utils import tensordict_utils as tu
+
+    from adapters.verl.losses import SDPO_PAIR_SCORING
+
+    prompts, responses, blocks = [], [], []
+    for i, (p, r) in enumerate(zip(B.PROMPT_LENS, B.RESP_LENS)):
+        for prompt_len, logits in ((p, student[i]), (p + 2, teacher[i])):
+            block = torch.zeros(prompt_len + r, V)
+            block[prompt_len - 1: prompt_len - 1 + r] = logits[:r]
+            blocks.append(block)
+            prompts.append(torch.zeros(prompt_len, dtype=torch.int64))
+            responses.append(torch.zeros(r, dtype=torch.int64))
+    nest = lambda xs: torch.nested.as_nested_tensor(xs, layout=torch.jagged)  # noqa: E731
+    micro = TensorDict({"prompts": nest(prompts), "responses": nest(responses)}, batch_size=[len(prompts)])
+    tu.assign_non_tensor(micro, **{SDPO_PAIR_SCORING: True, "sdpo_topk": k})
+    return micro, torch.cat(blocks)
+
+
+def _bins_through_the_pair_hook(student: torch.Tensor, teacher: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """The driver's fields, built as SDPOTrainerSync builds them: pair hook → columns → fold_bins."""
+    from adapters.verl.losses import bin_columns
+    from adapters.verl.trainer import fold_bins
+
+    micro, packed = _pairs_micro_batch(student, teacher, k)
+    columns = sdpo_engine_loss(_actor_config(), data=micro, student_logits=packed.unsqueeze(0))
+    id_names, bin_names = bin_columns(k)
+    assert set(columns) == {*id_names, *bin_names}
+    per_row, offset = {}, 0
+    for i, (p, r) in enumerate(zip(B.PROMPT_LENS, B.RESP_LENS)):
+        rows = slice(offset + p - 1, offset + p - 1 + r)
+        per_row[i] = (torch.stack([columns[n][0, rows] for n in id_names], -1),
+                      torch.stack([columns[n][0, rows] for n in bin_names], -1))
+        offset += 2 * (p + r) + 2
+    return fold_bins(per_row, B.RESP_LENS, k)
+
+
+def _topk_case(seed: int, k: int):
+    """Student logits packed as the engine's update sees them, teacher logits, the driver's bins."""
+    g = torch.Generator().manual_seed(seed)
+    mask, old, logp, _, ref = _numbers(seed)
+    student = torch.randn(len(B.RESP_LENS), B.T, V, generator=g) * 2
+    teacher = torch.randn(len(B.RESP_LENS), B.T, V, generator=g) * 2
+    packed = torch.cat([torch.cat([torch.zeros(p - 1, V), student[i, :r], torch.zeros(1, V)])
+                        for i, (p, r) in enumerate(zip(B.PROMPT_LENS, B.RESP_LENS))])
+    return mask, old, logp, ref, packed, student, teacher, _bins_through_the_pair_hook(student, teacher, k)
+
+
+def _topk_engine_loss(cfg, mask, old, logp, ref, packed, fields, sm):
+    micro = B.micro_batch({"response_mask": mask, "old_log_probs": old, "advantages": torch.zeros_like(old),
+                           "ref_log_prob": ref}, {"sdpo_sample_mask": sm, **fields})
+    hooked = sdpo_engine_loss(cfg, data=micro, student_logits=packed.unsqueeze(0))
+    assert set(hooked) == {"sdpo_divergence"} and hooked["sdpo_divergence"].shape == (1, packed.shape[0])
+    offsets = torch.tensor([0] + [p + r for p, r in zip(B.PROMPT_LENS, B.RESP_LENS)]).cumsum(0)
+    divergence = torch.nested.nested_tensor_from_jagged(hooked["sdpo_divergence"][0], offsets)
+    return sdpo_engine_loss(cfg, {"log_probs": B.packed_model_log_probs(logp), "sdpo_divergence": divergence}, micro)
+
+
+def _response_grads(packed_grad: torch.Tensor) -> torch.Tensor:
+    grads, offset = torch.zeros(len(B.RESP_LENS), B.T, V), 0
+    for i, (p, r) in enumerate(zip(B.PROMPT_LENS, B.RESP_LENS)):
+        grads[i, :r] = packed_grad[offset + p - 1: offset + p - 1 + r]
+        offset += p + r
+    return grads
+
+
+@pytest.mark.parametrize(("k", "sample_mask"), [(8, [1, 1, 1, 1, 1, 1]), (8, [1, 0, 1, 0, 1, 1]), (V, [1] * 6)])
+def test_topk_engine_loss_equals_local_sdpo_loss(k: int, sample_mask: list[int]) -> None:
+    """Pair hook → bins → update hook → loss == ``algorithms.sdpo.sdpo_loss`` (student top-k + tail), loss and gradient."""
+    mask, old, logp, ref, packed, student, teacher, fields = _topk_case(5, k=k)
+    sm = torch.tensor(sample_mask, dtype=torch.float32)
+    packed = packed.clone().requires_grad_(True)
+    got, metrics = _topk_engine_loss(_actor_config(), mask, old, logp, ref, packed, fields, sm)
+    got.backward()
+
+    local_logits = student.clone().requires_grad_(True)
+    expected, _ = sdpo.sdpo_loss(local_logits, teacher, logp, old, mask, sm, alpha=0.5, topk=k, is_clip=IS_CLIP)
+    expected.backward()
+    scale = float((mask * sm.unsqueeze(-1)).sum()) / float(mask.sum())  # verl's global token-mean
+    torch.testing.assert_close(got.detach(), expected.detach() * scale, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(_response_grads(packed.grad), local_logits.grad * scale, atol=1e-7, rtol=1e-4)
+    assert "sdpo/distill_per_token" in metrics
+
+
+def test_pair_scoring_call_trains_nothing() -> None:
+    micro, _ = _pairs_micro_batch(torch.zeros(6, B.T, V), torch.zeros(6, B.T, V), 4)
+    loss, metrics = sdpo_engine_loss(_actor_config(), {"log_probs": torch.zeros(3)}, micro)
+    assert float(loss) == 0.0 and metrics == {}
+
+
+def test_topk_hook_names_missing_bins() -> None:
+    mask, old, logp, _, _ = _numbers(4)
+    micro = B.micro_batch({"response_mask": mask, "old_log_probs": old, "advantages": torch.zeros_like(old)},
+                          {"sdpo_sample_mask": torch.ones(6)})
+    with pytest.raises(KeyError, match="sdpo_bin_ids"):
+        sdpo_engine_loss(_actor_config(), data=micro, student_logits=torch.zeros(1, 5, V))
+
+
+def test_topk_jsd_is_the_same_in_chunks_of_rows() -> None:
+    from adapters.verl.losses import topk_jsd_per_token
+
+    mask, old, logp, ref, packed, _, _, fields = _topk_case(7, k=8)
+    micro = B.micro_batch({"response_mask": mask}, fields)
+    whole = topk_jsd_per_token(packed, micro, alpha=0.5)
+    torch.testing.assert_close(topk_jsd_per_token(packed, micro, alpha=0.5, chunk=2), whole, atol=1e-7, rtol=0)

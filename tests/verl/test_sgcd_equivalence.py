@@ -14,7 +14,7 @@ from verl_required import verl  # noqa: F401  (skip / fail guard)
 
 import _batch as B
 from adapters.verl.config import BenchAlgoConfig, SGCDSection
-from adapters.verl.credit import apply_credit_weights
+from adapters.verl.credit import apply_credit_weights, sampled_token_divergence
 from algorithms import grpo, sgcd
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.workers.config.actor import ActorConfig, PolicyLossConfig
@@ -53,7 +53,8 @@ def _verl_side(section: SGCDSection, seed: int, has_reference=None, spread: str 
     data = B.dataproto(old_log_probs=old, entropy=entropy)
     algo = BenchAlgoConfig(adv_estimator="grpo", method="sgcd", sgcd=section)
     data = compute_advantage(data, adv_estimator="grpo", num_repeat=3, norm_adv_by_std_in_grpo=True, config=algo)
-    metrics = apply_credit_weights(data, teacher, section, has_reference=has_reference)
+    divergence = sampled_token_divergence(data.batch["old_log_probs"], teacher)
+    metrics = apply_credit_weights(data, divergence, section, has_reference=has_reference)
     micro = B.micro_batch(
         {"response_mask": mask, "old_log_probs": old, "advantages": data.batch["advantages"], "ref_log_prob": ref,
          "credit_weights": data.batch["credit_weights"]}
@@ -144,7 +145,7 @@ def test_weights_never_flip_advantage_sign() -> None:
     assert bool((torch.sign(a) == torch.sign(p)).all())
 
 
-def test_teacher_shape_mismatch_is_a_clear_error() -> None:
+def test_divergence_shape_mismatch_is_a_clear_error() -> None:
     data = B.dataproto(old_log_probs=B.log_probs(0), advantages=torch.zeros(6, B.T))
-    with pytest.raises(ValueError, match="teacher_log_probs has shape"):
+    with pytest.raises(ValueError, match="divergence has shape"):
         apply_credit_weights(data, torch.zeros(6, B.T + 1), SGCDSection())

@@ -98,3 +98,49 @@ def test_weight_update_changes_the_served_model_and_tags_the_version(server):
     assert not torch.allclose(before, forward_logits(server, prompt))
     assert generate(server, prompt, temperature=0, max_tokens=1).extra_fields["global_steps"] == 5
     assert server.stats()["weight_updates"][-1]["global_steps"] == 5
+
+
+class DirectClient:
+    """verl's ``LLMServerClient.generate`` signature straight to one server (no load balancer actor)."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **_):
+        return await self.server.generate(prompt_ids=prompt_ids, sampling_params=sampling_params, request_id=request_id)
+
+
+def test_scoring_requests_return_the_response_positions_top_k(server):
+    from adapters.verl.scoring import score_topk
+
+    sequences = [([3, 8, 13, 21, 34, 55], 4), ([7, 7, 2, 9], 1)]
+    answers = asyncio.run(score_topk(DirectClient(server), sequences, 5))
+    for (ids, prompt_len), got in zip(sequences, answers):
+        logp = torch.log_softmax(forward_logits(server, ids), -1)
+        rows = logp[prompt_len - 1: len(ids) - 1]  # the distributions of the response tokens
+        top = rows.topk(5, dim=-1)
+        assert got.ids.tolist() == top.indices.tolist()
+        torch.testing.assert_close(got.logp, top.values, atol=1e-4, rtol=0)
+
+
+def test_scoring_answers_are_checked():
+    from adapters.verl.scoring import response_rows, score_params
+
+    with pytest.raises(ValueError, match="integer >= 1"):
+        score_params(0)
+    with pytest.raises(ValueError, match="scored 3 positions of a 5-token sequence"):
+        response_rows([[1]] * 3, [[0.0]] * 3, prompt_len=2, response_len=3, k=1)
+    with pytest.raises(ValueError, match="max_logprobs"):
+        response_rows([[1, 2]] * 5, [[0.0, 0.0]] * 5, prompt_len=2, response_len=3, k=4)
+
+
+def test_vllm_rollouts_without_enough_logprobs_are_refused_before_training():
+    from omegaconf import OmegaConf
+
+    from adapters.verl.trainer import check_prompt_logprobs
+
+    check_prompt_logprobs(OmegaConf.create({"name": "vllm", "engine_kwargs": {"vllm": {}}}), 20)
+    check_prompt_logprobs(OmegaConf.create({"name": "transformers"}), 500)
+    check_prompt_logprobs(OmegaConf.create({"name": "vllm", "engine_kwargs": {"vllm": {"max_logprobs": 64}}}), 64)
+    with pytest.raises(ValueError, match="engine_kwargs.vllm.max_logprobs=21"):
+        check_prompt_logprobs(OmegaConf.create({"name": "vllm", "engine_kwargs": {"vllm": {}}}), 21)
