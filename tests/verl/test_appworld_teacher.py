@@ -108,7 +108,9 @@ def test_sdpo_demonstration_is_the_successful_code_and_feedback_is_appworlds(epi
     teacher, mask = te.sdpo_teacher_messages(episodes)
     assert mask.tolist() == [0.0, 1.0, 1.0, 1.0]
     demo = teacher[1][-1]["content"]
-    assert f"call {te.APPWORLD_TOOL}" in demo and "complete_task(answer=count)" in demo  # full code, not cut
+    # the successful sibling's conversation as it ran (lasgroup/SDPO shows the response text): its code
+    # actions in full and AppWorld's output
+    assert "assistant: " in demo and "complete_task(answer=count)" in demo and "user: Execution successful." in demo
     assert "3 of 3 failed" in teacher[3][-1]["content"]  # g2 has no success: AppWorld's failed tests
     assert teacher[1][0] == episodes[1].prompt_messages[0]  # the AppWorld system prompt, unchanged
     _, mask_off = te.sdpo_teacher_messages(episodes, use_feedback=False)
