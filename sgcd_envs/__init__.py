@@ -28,6 +28,19 @@ register_env(
     reference_turns="sgcd_envs.tau3_airline.demonstration:reference_turns",
 )
 register_env(
+    "sgcd_envs/Tau2Retail-v0",
+    entry_point="sgcd_envs.tau2_retail.env:Tau2RetailEnv",
+    description="τ²-bench retail (114 tasks, DB × communicate reward)",
+    alias="tau2-retail",
+    title="τ²-retail",
+    write_tools="sgcd_envs.tau2_retail.tools:WRITE_TOOLS",
+    task_categories=TASK_CATEGORIES,
+    takes_user=True,
+    turn_budget="max_turns",
+    stand_in_user="sgcd_envs.tau2_retail.scripted_user:ScriptedUser",
+    reference_turns="sgcd_envs.tau2_retail.demonstration:reference_turns",
+)
+register_env(
     "sgcd_envs/TinyShop-v0",
     entry_point="sgcd_envs.tiny_shop.env:TinyShopEnv",
     description="Tiny shop: procedural 1-4-call tool use a ~100M model can learn (the CartPole of tool use)",

