@@ -177,12 +177,14 @@ def _upstream_modules(monkeypatch) -> tuple[types.ModuleType, types.ModuleType]:
         monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
     for name in ("tau2.domains.retail.data_model", "tau2.domains.retail.tools"):
         monkeypatch.delitem(sys.modules, name, raising=False)
+    heavy = ("litellm", "toml", "yaml", "loguru")
+    loaded_before = {m for m in heavy if m in sys.modules}  # other tests may have imported yaml already
     import tau2.domains.retail.data_model as model
     import tau2.domains.retail.tools as tools
 
     monkeypatch.delitem(sys.modules, "tau2.domains.retail.data_model")
     monkeypatch.delitem(sys.modules, "tau2.domains.retail.tools")
-    assert not any(m in sys.modules for m in ("litellm", "toml", "yaml", "loguru"))
+    assert {m for m in heavy if m in sys.modules} == loaded_before, "upstream's modules pulled a heavy dependency"
     return model, tools
 
 
