@@ -71,7 +71,7 @@ EXPORT_FORMATS = ("markdown", "csv", "json")
 Kind = Literal["run", "baseline", "reference"]
 
 NOTE_LEGEND = {
-    "stand-in user": "scripted stand-in user simulator, not the τ³ LLM user: not τ³ benchmark numbers",
+    "stand-in user": "scripted stand-in user simulator, not the benchmark's LLM user: not benchmark numbers",
     "fixture world": "a small fixture world built for tests: not AppWorld benchmark numbers",
     "compact prompt": "compact prompt variant, not the faithful benchmark system prompt",
     "offline summarizer": "SGCD credit reference from the offline contrast summarizer (stand-in for an LLM)",

@@ -127,7 +127,7 @@ def test_terminal_table_shows_values_labels_and_captions(store):
     assert all("│ — │ — │ — │" in " ".join(ln.split()) for ln in refs)  # no run, tasks×trials, steps
     assert "[R] reference rows: arXiv 2606.12634 (SGCD paper), reported, not measured here" in text
     assert any("0.583" in ln for ln in refs) and any("45.6" in ln for ln in refs)
-    assert "[U] stand-in user: scripted stand-in user simulator, not the τ³ LLM user: not τ³ benchmark numbers" in text
+    assert "[U] stand-in user: scripted stand-in user simulator, not the benchmark's LLM user: not benchmark numbers" in text
     assert "[F] fixture world: a small fixture world built for tests: not AppWorld benchmark numbers" in text
     assert "arXiv 2606.12634" in text
     assert "⚠ run 3 (sdpo): write calls/episode 1.20 → 0.00" in text
@@ -174,7 +174,7 @@ def test_exports_parse_back(store, tmp_path):
         2, 10, 3, "10×3", 8)
     base = next(r for r in rows if r["kind"] == "baseline")
     assert base["steps"] is None and base["step"] == 0 and base["tasks_x_trials"] == "10×3"
-    assert "not τ³ benchmark numbers" in j["legend"]["stand-in user"]
+    assert "not benchmark numbers" in j["legend"]["stand-in user"]
     ref = [r for r in rows if r["kind"] == "reference"]
     assert all(r["source"].startswith("arXiv 2606.12634") for r in ref)
     assert all(r["run_id"] is None and r["steps"] is None and r["tasks_x_trials"] == "—" for r in ref)
