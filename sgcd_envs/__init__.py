@@ -33,6 +33,7 @@ register_env(
     description="τ²-bench retail (114 tasks, DB × communicate reward)",
     alias="tau2-retail",
     title="τ²-retail",
+    agent_names=("tau2_retail_agent",),
     write_tools="sgcd_envs.tau2_retail.tools:WRITE_TOOLS",
     task_categories=TASK_CATEGORIES,
     takes_user=True,

@@ -7,6 +7,7 @@ system prompt, tool schemas and ``extra_fields``:
 agent name                  class                 env
 ==========================  ====================  ===========================================
 ``tau3_airline_agent``      Tau3AirlineAgentLoop  ``sgcd_envs/Tau3Airline-v0`` (tool calls)
+``tau2_retail_agent``       Tau2RetailAgentLoop   ``sgcd_envs/Tau2Retail-v0`` (tool calls)
 ``appworld_agent``          AppWorldAgentLoop     ``sgcd_envs/AppWorld-v0`` (Python code actions)
 ==========================  ====================  ===========================================
 
@@ -68,6 +69,8 @@ from verl.utils.profiler import simple_timer
 
 AGENT_NAME = "tau3_airline_agent"
 ENV_ID = "sgcd_envs/Tau3Airline-v0"
+RETAIL_AGENT_NAME = "tau2_retail_agent"
+RETAIL_ENV_ID = "sgcd_envs/Tau2Retail-v0"
 APPWORLD_AGENT_NAME = "appworld_agent"
 APPWORLD_ENV_ID = "sgcd_envs/AppWorld-v0"
 MAX_FEEDBACK_CHARS = 2000
@@ -76,7 +79,7 @@ MAX_FEEDBACK_CHARS = 2000
 
 # -- prompts and small pure helpers ---------------------------------------------------------
 def system_prompt(policy: str, tools: list[dict[str, Any]]) -> str:
-    """τ³-airline's system message: the airline policy, the tool names and the call format."""
+    """A τ domain's system message (airline, retail): the domain policy, the tool names and the call format."""
     names = ", ".join(t["function"]["name"] for t in tools)
     return (
         f"{policy.strip()}\n\n# Tools\nYou can call: {names}.\n"
@@ -320,20 +323,30 @@ class GymEnvAgentLoop(AgentLoopBase):
 
 
 # -- the envs -------------------------------------------------------------------------------
-@register_default(AGENT_NAME)
-class Tau3AirlineAgentLoop(GymEnvAgentLoop):
-    """``sgcd_envs/Tau3Airline-v0``: tool calls; tool results and user turns are masked out.
-
-    ``env_kwargs`` e.g. ``{"split": "train"}``. Envs are cheap, so they are not pooled.
-    """
-
-    default_env_id = ENV_ID
+class TauAgentLoop(GymEnvAgentLoop):
+    """A τ domain (tool calls): tool results and user turns are masked out; the system message is
+    the domain policy with the tool names (:func:`system_prompt`). Envs are cheap, so they are
+    not pooled. ``env_kwargs`` e.g. ``{"split": "train"}``."""
 
     def system_message(self, info: dict[str, Any]) -> dict[str, Any]:
         return {"role": "system", "content": system_prompt(info["policy"], info["tools"])}
 
     def episode_fields(self, info: dict[str, Any], end_info: dict[str, Any]) -> dict[str, Any]:
         return {key: end_info.get(key) for key in ("db_match", "communicate_match", "write_calls")}
+
+
+@register_default(AGENT_NAME)
+class Tau3AirlineAgentLoop(TauAgentLoop):
+    """``sgcd_envs/Tau3Airline-v0`` (see :class:`TauAgentLoop`)."""
+
+    default_env_id = ENV_ID
+
+
+@register_default(RETAIL_AGENT_NAME)
+class Tau2RetailAgentLoop(TauAgentLoop):
+    """``sgcd_envs/Tau2Retail-v0`` (see :class:`TauAgentLoop`)."""
+
+    default_env_id = RETAIL_ENV_ID
 
 
 @register_default(APPWORLD_AGENT_NAME)
@@ -363,7 +376,8 @@ class AppWorldAgentLoop(GymEnvAgentLoop):
 
 
 __all__ = [
-    "AGENT_NAME", "APPWORLD_AGENT_NAME", "APPWORLD_ENV_ID", "ENV_ID", "AppWorldAgentLoop", "GymEnvAgentLoop",
+    "AGENT_NAME", "APPWORLD_AGENT_NAME", "APPWORLD_ENV_ID", "ENV_ID", "RETAIL_AGENT_NAME", "RETAIL_ENV_ID",
+    "AppWorldAgentLoop", "GymEnvAgentLoop", "TauAgentLoop", "Tau2RetailAgentLoop",
     "SPEC_DECODE_KEYS", "Tau3AirlineAgentLoop", "WEIGHT_VERSION_KEYS", "appworld_feedback", "appworld_system_prompt",
     "close_pooled_envs", "merge_turn_fields", "register_default", "system_prompt",
 ]

@@ -1,6 +1,7 @@
-"""Write task lists as the parquet files verl's RLHFDataset reads (τ³-airline and AppWorld).
+"""Write task lists as the parquet files verl's RLHFDataset reads (τ³-airline, τ²-retail, AppWorld).
 
-``python -m adapters.verl.dataset OUT_DIR`` → ``OUT_DIR/tau3_airline_{train,test}.parquet``.
+``python -m adapters.verl.dataset OUT_DIR`` → ``OUT_DIR/tau3_airline_{train,test}.parquet``;
+``--env tau2-retail`` → ``OUT_DIR/tau2_retail_{train,test}.parquet``.
 ``python -m adapters.verl.dataset OUT_DIR --appworld train,dev [--root DIR]`` →
 ``OUT_DIR/appworld_{train,dev}.parquet`` from the AppWorld data under ``DIR`` (default
 ``$APPWORLD_ROOT``); the task ids come from AppWorld's own ``load_task_ids`` (through
@@ -23,22 +24,36 @@ from adapters.verl.agent_loop import (
     APPWORLD_AGENT_NAME,
     APPWORLD_ENV_ID,
     ENV_ID,
+    RETAIL_AGENT_NAME,
+    RETAIL_ENV_ID,
 )
 
 DATA_SOURCE = ENV_ID
+"""Data source of the τ³-airline rows (each τ domain's rows carry their env id)."""
 APPWORLD_AGENT_BY_SPLIT = {"train": APPWORLD_AGENT_NAME, "dev": "appworld_dev_agent"}
 """The ``agent_loops.yaml`` entry whose env runs each AppWorld split."""
 
 
-def rows(split: str) -> list[dict]:
-    """One dataset row per τ³-airline task of ``split`` (train / test / all)."""
-    from sgcd_envs.tau3_airline.tasks import load_tasks
+TAU_DOMAINS = {
+    "tau3-airline": (ENV_ID, AGENT_NAME, "sgcd_envs.tau3_airline.tasks"),
+    "tau2-retail": (RETAIL_ENV_ID, RETAIL_AGENT_NAME, "sgcd_envs.tau2_retail.tasks"),
+}
+"""A τ domain's alias → (env id = data source, agent loop, module with ``load_tasks``)."""
 
+
+def rows(split: str, env: str = "tau3-airline") -> list[dict]:
+    """One dataset row per task of ``split`` (train / test / all) of a τ domain (:data:`TAU_DOMAINS`)."""
+    import importlib
+
+    if env not in TAU_DOMAINS:
+        raise ValueError(f"unknown τ domain {env!r}; known: {', '.join(TAU_DOMAINS)}")
+    env_id, agent_name, tasks_module = TAU_DOMAINS[env]
+    load_tasks = importlib.import_module(tasks_module).load_tasks
     return [
         {
-            "data_source": DATA_SOURCE,
-            "agent_name": AGENT_NAME,
-            "prompt": [{"role": "user", "content": f"tau3-airline task {t.id}"}],
+            "data_source": env_id,
+            "agent_name": agent_name,
+            "prompt": [{"role": "user", "content": f"{env} task {t.id}"}],
             "reward_model": {"style": "env", "ground_truth": ""},
             "extra_info": {"task_id": t.id, "split": t.split, "index": i},
         }
@@ -97,10 +112,11 @@ def _write(path: Path, table: list[dict]) -> Path:
     return path
 
 
-def write(out_dir: str | Path) -> list[Path]:
-    """Write the τ³-airline train and test parquet files; return their paths."""
+def write(out_dir: str | Path, env: str = "tau3-airline") -> list[Path]:
+    """Write a τ domain's train and test parquet files (``<env>_{train,test}.parquet``); return their paths."""
     out = Path(out_dir)
-    return [_write(out / f"tau3_airline_{split}.parquet", rows(split)) for split in ("train", "test")]
+    stem = env.replace("-", "_")
+    return [_write(out / f"{stem}_{split}.parquet", rows(split, env)) for split in ("train", "test")]
 
 
 def write_appworld(out_dir: str | Path, splits: list[str], root: str | Path | None = None, *,
@@ -114,6 +130,8 @@ def write_appworld(out_dir: str | Path, splits: list[str], root: str | Path | No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adapters.verl.dataset", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir")
+    parser.add_argument("--env", default="tau3-airline", choices=sorted(TAU_DOMAINS),
+                        help="τ domain of the rows (default tau3-airline; AppWorld: --appworld)")
     parser.add_argument("--appworld", metavar="SPLITS", help="comma-separated AppWorld splits (e.g. train,dev)")
     parser.add_argument("--root", help="AppWorld root holding data/ (default $APPWORLD_ROOT)")
     parser.add_argument("--agent-name", help="agent loop for the AppWorld rows (default: per split)")
@@ -122,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         splits = [s.strip() for s in args.appworld.split(",") if s.strip()]
         paths = write_appworld(args.out_dir, splits, args.root, agent_name=args.agent_name)
     else:
-        paths = write(args.out_dir)
+        paths = write(args.out_dir, args.env)
     for p in paths:
         print(p)
     return 0

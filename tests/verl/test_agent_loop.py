@@ -33,13 +33,14 @@ def _call(name: str, arguments: dict) -> str:
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
 
 
-def _run(turns: list[str], task_id: str, tokenizer: PreTrainedTokenizerFast, turn_fields: list[dict] | None = None):
+def _run(turns: list[str], task_id: str, tokenizer: PreTrainedTokenizerFast, turn_fields: list[dict] | None = None,
+         loop_class=Tau3AirlineAgentLoop):
     cfg = compose_config()
     server = ScriptedRolloutServerStub(tokenizer, turns, turn_fields)
 
     async def episode():
         # built inside the running event loop, as verl's AgentLoopWorker does
-        loop = Tau3AirlineAgentLoop(
+        loop = loop_class(
             trainer_config=DictConfigWrap(cfg), server_manager=server, tokenizer=tokenizer, processor=None,
             dataset_cls=None, data_config=DictConfigWrap(cfg.data), env_kwargs={"split": "all"},
         )
@@ -80,6 +81,23 @@ def test_gold_episode_gets_reward_one_and_masks_env_tokens(tokenizer: PreTrained
     assert all(len(a) < len(b) for a, b in zip(server.prompts, server.prompts[1:]))
     assert server.prompts[-1] == (out.prompt_ids + out.response_ids)[: len(server.prompts[-1])]
     assert out.extra_fields["messages"][-1]["role"] == "assistant"
+
+
+def test_retail_gold_episode_gets_reward_one() -> None:
+    """τ²-retail through its own loop (``tau2_retail_agent``): the reference actions and the facts
+    to communicate earn the verifier's 1.0; the rows' agent name and the registry agree."""
+    from adapters.verl import dataset
+    from adapters.verl.agent_loop import RETAIL_AGENT_NAME, RETAIL_ENV_ID, Tau2RetailAgentLoop
+    from sgcd_envs.tau2_retail import get_task as retail_task
+
+    tokenizer = byte_tokenizer()
+    task = next(t for t in (retail_task(str(i)) for i in range(114)) if t.actions and t.communicate_info)
+    turns = [_call(a.name, a.arguments) for a in task.actions] + [" ".join(task.communicate_info) + " ###STOP###"]
+    out, _ = _run(turns, task.id, tokenizer, loop_class=Tau2RetailAgentLoop)
+    assert out.reward_score == 1.0 and out.extra_fields["env_id"] == RETAIL_ENV_ID
+    assert _agent_loop_registry[RETAIL_AGENT_NAME]["_target_"] == "adapters.verl.agent_loop.Tau2RetailAgentLoop"
+    rows = dataset.rows("test", "tau2-retail")
+    assert len(rows) == 40 and {(r["agent_name"], r["data_source"]) for r in rows} == {(RETAIL_AGENT_NAME, RETAIL_ENV_ID)}
 
 
 def test_wrong_action_episode_gets_reward_zero(tokenizer: PreTrainedTokenizerFast) -> None:
