@@ -5,10 +5,12 @@ Runs after verl has computed GRPO advantages (``compute_advantage`` / the v1 tra
 ``vanilla`` PPO loss — and its KL loss, clipping and global-batch aggregation — run unchanged on
 FSDP and on Megatron (SPEC §3.5f, research/verl.md §1.5).
 
-The divergence D_t = KL(π_old(·|s_t) ‖ π_T(·|s_t, ref)) comes from one of two estimators
+The divergence D_t = KL(π_old(·|s_t) ‖ π_T(·|s_t, ref)) comes from one of three estimators
 (``algorithm.sgcd.divergence_estimator``, dispatched by :class:`adapters.verl.trainer.SGCDTrainerSync`):
 
-- ``shared_topk`` (default): the rollout server scores the student's and the teacher's context
+- ``exact`` (default, FSDP): the full-vocabulary KL of the local trainer, from the actor's logits
+  of the student's and the teacher's context side by side (:func:`adapters.verl.losses.pair_divergence`).
+- ``shared_topk`` (Megatron): the rollout server scores the student's and the teacher's context
   on the same response tokens with ``prompt_logprobs=k`` (:mod:`adapters.verl.scoring`), and
   D̂_t is the reverse KL over the partition "tokens in both top-k lists, one bin each, plus the
   rest" (:func:`algorithms.topk.reverse_kl_shared_topk`): a lower bound of the full-vocabulary
@@ -17,6 +19,8 @@ The divergence D_t = KL(π_old(·|s_t) ‖ π_T(·|s_t, ref)) comes from one of 
   ``compute_log_prob``), ``D̂_t = exp(d) − d − 1``, ``d = log π_T(y_t) − log π_old(y_t)``:
   unbiased for D_t under y_t ~ π_old (Schulman 2020), but one sample per token, so z = s/mean(s)
   is dominated by its noise (:func:`sampled_token_divergence`).
+
+``tests/verl/test_cross_path_agreement.py`` measures each against the local trainer's weights.
 """
 
 from __future__ import annotations

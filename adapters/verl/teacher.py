@@ -25,7 +25,8 @@ with the reference / demonstration added, so only the added text differs from th
 
 The trainers tokenise the returned messages with verl's Continuous-Token builder (the same path
 the agent loop used for the student prompt, with :func:`teacher_tools`) and score the student's
-own response tokens on them with ``compute_log_prob``.
+own response tokens on them (:mod:`adapters.verl.trainer`: in the actor beside the student's
+context, or on the rollout server).
 """
 
 from __future__ import annotations
