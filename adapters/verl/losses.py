@@ -164,19 +164,15 @@ def topk_jsd_per_token(student_logits: torch.Tensor, data: Any, *, alpha: float,
     """
     from algorithms.topk import generalized_jsd_bins, tail_bin
 
-    prompt_lens = data["prompts"].offsets().diff()
-    response_lens = data["responses"].offsets().diff()
-    ends = (prompt_lens + response_lens).cumsum(0).tolist()
-    response_lens = response_lens.tolist()
     ids_rows, bins_rows = data["sdpo_bin_ids"].unbind(0), data["sdpo_teacher_bins"].unbind(0)
     out = torch.zeros(student_logits.shape[0], dtype=torch.float32, device=student_logits.device)
-    for end, r, ids, bins in zip(ends, response_lens, ids_rows, bins_rows):
+    for rows, ids, bins in zip(response_rows(data), ids_rows, bins_rows):
+        start, r = rows.start, rows.stop - rows.start
         if r == 0:
             continue
         k = ids.numel() // r
         ids = ids.reshape(r, k).to(student_logits.device)
         teacher = bins.reshape(r, k + 1).to(student_logits.device, torch.float32).detach()
-        start = end - r - 1
         for c in range(0, r, chunk):
             logits = student_logits[start + c: start + min(c + chunk, r)].float()
             student = tail_bin(logits.gather(-1, ids[c: c + chunk]) - torch.logsumexp(logits, dim=-1, keepdim=True))
@@ -266,21 +262,27 @@ SDPO_PAIR_SCORING = "sdpo_pair_scoring"
 ``sdpo_topk`` (non-tensor) gives k."""
 
 
-def _pair_rows(data: Any) -> list[tuple[slice, slice]]:
-    """(student rows, teacher rows) predicting the response tokens of each record pair (see :func:`pair_divergence`)."""
+def response_rows(data: Any) -> list[slice]:
+    """Per sequence of a packed micro-batch, the rows of its logits that predict its response
+    tokens: ``end − R − 1 … end − 2`` (``verl.workers.utils.padding.no_padding_2_padding``)."""
     prompt_lens = data["prompts"].offsets().diff()
     response_lens = data["responses"].offsets().diff()
     ends = (prompt_lens + response_lens).cumsum(0).tolist()
-    response_lens = response_lens.tolist()
-    if len(ends) % 2:
-        raise ValueError(f"pair scoring needs (student, teacher) pairs in each micro-batch, got {len(ends)} sequences")
+    return [slice(end - r - 1, end - 1) for end, r in zip(ends, response_lens.tolist())]
+
+
+def _pair_rows(data: Any) -> list[tuple[slice, slice]]:
+    """(student rows, teacher rows) predicting the response tokens of each record pair (see :func:`pair_divergence`)."""
+    rows = response_rows(data)
+    if len(rows) % 2:
+        raise ValueError(f"pair scoring needs (student, teacher) pairs in each micro-batch, got {len(rows)} sequences")
     out = []
-    for j in range(0, len(ends), 2):
-        r = response_lens[j]
-        if response_lens[j + 1] != r:
-            raise ValueError(f"pair {j // 2}: the teacher record has {response_lens[j + 1]} response tokens, "
-                             f"the student's {r}")
-        out.append((slice(ends[j] - r - 1, ends[j] - 1), slice(ends[j + 1] - r - 1, ends[j + 1] - 1)))
+    for j in range(0, len(rows), 2):
+        student, teacher = rows[j], rows[j + 1]
+        if teacher.stop - teacher.start != student.stop - student.start:
+            raise ValueError(f"pair {j // 2}: the teacher record has {teacher.stop - teacher.start} response tokens, "
+                             f"the student's {student.stop - student.start}")
+        out.append((student, teacher))
     return out
 
 

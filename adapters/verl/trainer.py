@@ -135,6 +135,28 @@ class _TeacherScoringMixin:
         finally:
             tq.kv_clear(keys=keys, partition_id=batch.partition_id)
 
+    def _score_pairs(self, batch: KVBatchMeta, rows: list[int], messages: list[list[dict] | None], raw: TensorDict,
+                     episodes: list[Episode], flags: dict[str, Any], select: list[str], metrics: dict,
+                     prefix: str) -> TensorDict:
+        """``compute_log_prob`` over each row's (student, teacher) records side by side, with
+        verl's top-k logits hook on (``flags`` tell the engine loss what to compute there).
+
+        Records ``[student_0, teacher_0, student_1, teacher_1, …]``, pairs repeated up to a
+        multiple of the dp size, so each rank's contiguous chunk holds whole pairs; micro-batches
+        of 2. Returns the ``select`` fields, one row per record (row 2j: row ``rows[j]``'s student).
+        Metrics: ``{prefix}/scored_records``, ``{prefix}/scored_tokens``.
+        """
+        responses, resp_masks = raw["responses"].unbind(0), raw["response_mask"].unbind(0)
+        prompts = raw["prompts"].unbind(0)
+        records = []
+        for i in pad_to_multiple(rows, self.actor_rollout_wg.world_size):
+            records += [(prompts[i].tolist(), responses[i], resp_masks[i]),
+                        (self._teacher_prompt(messages[i], episodes[i]), responses[i], resp_masks[i])]
+        metrics[f"{prefix}/scored_tokens"] = float(sum(len(p) + len(r) for p, r, _ in records))
+        return self._score_on_actor(batch, records, {"calculate_entropy": False, "compute_loss": True,
+                                                     "distillation_use_topk": True, "use_dynamic_bsz": False,
+                                                     "micro_batch_size_per_gpu": 2, **flags}, select)
+
     def _teacher_log_probs(self, batch: KVBatchMeta, messages: list[list[dict] | None], data: TensorDict,
                            old_log_probs: torch.Tensor, episodes: list[Episode]) -> torch.Tensor:
         """(B, T) teacher log-probs of the sampled tokens; rows without a teacher context get
@@ -263,9 +285,7 @@ class SGCDTrainerSync(_TeacherScoringMixin, PPOTrainerSync):
                           data: DataProto, episodes: list[Episode], metrics: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-vocabulary D_t from the actor: each row's (student, teacher) contexts side by side.
 
-        Records ``[student_0, teacher_0, student_1, teacher_1, …]`` (pairs repeated up to a
-        multiple of the dp size, so each rank's contiguous chunk holds whole pairs) go through
-        ``compute_log_prob`` with micro-batches of 2 and verl's top-k logits hook on, which hands
+        The pairs go through :meth:`_score_pairs`, whose logits hook hands
         :func:`adapters.verl.losses.sgcd_engine_loss` both contexts' logits at once
         (:func:`adapters.verl.losses.pair_divergence`). Cost: one forward over both contexts per
         row with a reference, in the actor, no weights moved.
@@ -276,18 +296,8 @@ class SGCDTrainerSync(_TeacherScoringMixin, PPOTrainerSync):
         metrics["sgcd/scored_records"] = float(2 * len(rows))
         if not rows:
             return divergence, scored
-        responses, resp_masks = raw["responses"].unbind(0), raw["response_mask"].unbind(0)
-        prompts = raw["prompts"].unbind(0)
-        pairs = pad_to_multiple(rows, self.actor_rollout_wg.world_size)
-        records = []
-        for i in pairs:
-            records += [(prompts[i].tolist(), responses[i], resp_masks[i]),
-                        (self._teacher_prompt(messages[i], episodes[i]), responses[i], resp_masks[i])]
-        metrics["sgcd/scored_tokens"] = float(sum(len(p) + len(r) for p, r, _ in records))
-        got = self._score_on_actor(batch, records, {"calculate_entropy": False, "compute_loss": True,
-                                                    "distillation_use_topk": True, "use_dynamic_bsz": False,
-                                                    "micro_batch_size_per_gpu": 2, PAIR_SCORING: True},
-                                   ["sgcd_divergence", "response_mask"])
+        got = self._score_pairs(batch, rows, messages, raw, episodes, {PAIR_SCORING: True},
+                                ["sgcd_divergence", "response_mask"], metrics, "sgcd")
         values = response_from_nested(got["sgcd_divergence"], got["response_mask"]).to_padded_tensor(0.0)
         width = min(divergence.shape[1], values.shape[1])
         divergence[rows, :width] = values[0: 2 * len(rows): 2, :width].float()
@@ -375,18 +385,9 @@ class SDPOTrainerSync(_TeacherScoringMixin, PPOTrainerSync):
         per_row: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         metrics["sdpo/scored_records"] = float(2 * len(rows))
         if rows:
-            responses, resp_masks = raw["responses"].unbind(0), raw["response_mask"].unbind(0)
-            prompts = raw["prompts"].unbind(0)
-            records = []
-            for i in pad_to_multiple(rows, self.actor_rollout_wg.world_size):
-                records += [(prompts[i].tolist(), responses[i], resp_masks[i]),
-                            (self._teacher_prompt(messages[i], episodes[i]), responses[i], resp_masks[i])]
-            metrics["sdpo/scored_tokens"] = float(sum(len(p) + len(r) for p, r, _ in records))
             id_names, bin_names = bin_columns(k)
-            got = self._score_on_actor(batch, records, {"calculate_entropy": False, "compute_loss": True,
-                                                        "distillation_use_topk": True, "use_dynamic_bsz": False,
-                                                        "micro_batch_size_per_gpu": 2, SDPO_PAIR_SCORING: True,
-                                                        "sdpo_topk": k}, [*id_names, *bin_names, "response_mask"])
+            got = self._score_pairs(batch, rows, messages, raw, episodes, {SDPO_PAIR_SCORING: True, "sdpo_topk": k},
+                                    [*id_names, *bin_names, "response_mask"], metrics, "sdpo")
             columns = {n: response_from_nested(got[n], got["response_mask"]).unbind(0) for n in (*id_names, *bin_names)}
             for j, i in enumerate(rows):
                 per_row[i] = (torch.stack([columns[n][2 * j] for n in id_names], dim=-1),
