@@ -7,6 +7,12 @@ Four metrics of the step's rollouts (:class:`~leaderboards.store.TrainStep`), on
 * ``no-write success`` — pass@1 over the rolled-out no-write tasks (likewise);
 * ``writes / episode`` — write-tool calls per rolled-out episode.
 
+A run with a probe (``--probe-tasks N``) also stores, after every
+step's update, the same four on the first N train tasks, greedy: the same tasks at every step
+and for every seed, so that curve moves only with the policy (the rollouts' reward also moves
+with which tasks a step happened to draw). They are drawn as a second row of panels, and
+:func:`learning` judges the train reward on them when every run has them.
+
 SDPO's tool-use collapse shows here as action success and writes per episode falling while
 no-write success holds. Two renderings of the same curves:
 
@@ -39,7 +45,10 @@ __all__ = [
     "Curve",
     "Learning",
     "NoStepsError",
+    "PROBE_METRICS",
     "default_run_ids",
+    "has_probe",
+    "panels",
     "by_method",
     "learning",
     "seed_means",
@@ -56,9 +65,19 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("no_write_success", "no-write success"),
     ("write_calls", "writes / episode"),
 )
-"""(:class:`TrainStep` field, panel title), in panel order."""
+"""(:class:`TrainStep` field, panel title), in panel order: the step's rollouts."""
 
-RATES = frozenset({"reward_mean", "action_success", "no_write_success"})
+PROBE_METRICS: tuple[tuple[str, str], ...] = (
+    ("probe_reward", "probe reward"),
+    ("probe_action_success", "probe action success"),
+    ("probe_no_write_success", "probe no-write success"),
+    ("probe_write_calls", "probe writes / episode"),
+)
+"""The same four measured on the run's fixed probe tasks (greedy, after the step's update): a
+second row of panels when a run has them."""
+
+RATES = frozenset({"reward_mean", "action_success", "no_write_success", "probe_reward", "probe_action_success",
+                   "probe_no_write_success"})
 """Metrics in [0, 1]: their axes are fixed to [0, 1] so runs and panels compare at a glance."""
 
 MARKERS = ("•", "x", "+", "o", "*", "#", "%", "@")
@@ -122,10 +141,21 @@ def default_run_ids(store: ResultStore) -> list[int]:
     return [latest[m] for m in sorted(latest)]
 
 
+def has_probe(curves: Sequence[Curve]) -> bool:
+    """Whether any of the curves has probe measurements."""
+    return any(s.probe_reward is not None for c in curves for s in c.steps)
+
+
+def panels(curves: Sequence[Curve]) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """The rows of panels to draw: the rollouts' metrics, and the probe's when there are any."""
+    return (METRICS, PROBE_METRICS) if has_probe(curves) else (METRICS,)
+
+
 def series(curve: Curve, metric: str) -> tuple[list[int], list[float]]:
     """(steps, values) of one metric of a curve, leaving out the steps where it is ``None``."""
-    if metric not in dict(METRICS):
-        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(m for m, _ in METRICS)}")
+    known = dict(METRICS + PROBE_METRICS)
+    if metric not in known:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(known)}")
     points = [(s.step, getattr(s, metric)) for s in curve.steps if getattr(s, metric) is not None]
     return [x for x, _ in points], [float(y) for _, y in points]
 
@@ -150,8 +180,9 @@ def _int_ticks(curves: Sequence[Curve], n: int = 3) -> list[int]:
 def terminal_plot(curves: Sequence[Curve], *, width: int = 100, height: int = 16, color: bool = True) -> str:
     """The curves as text: a title line, four panels side by side (one per metric, one marker
     and colour per run, or per method — the mean over its seeds — when a method has several
-    runs), and a legend line; ``width`` × ``height`` characters in all. With ``color=False``
-    the text has no ANSI codes."""
+    runs), a second row of four for the probe when the runs have one, and a legend line;
+    ``width`` characters wide, ``height`` lines per row of panels. With ``color=False`` the text
+    has no ANSI codes."""
     import plotext
 
     if not curves:
@@ -164,13 +195,16 @@ def terminal_plot(curves: Sequence[Curve], *, width: int = 100, height: int = 16
     plotext.terminal.limit(False, False)  # the size asked for, not the (maybe absent) terminal's
     fig = plotext.figure  # plotext draws on one module-level figure: start it afresh
     fig.clear()
-    fig.subplots(1, len(METRICS))
+    rows = panels(curves)
+    fig.subplots(len(rows), len(METRICS))
     fig.theme("simple")  # colour on the signals only
     fig.canvas("default")  # and no painted background: the terminal's own shows through
-    fig.plot_size(width, height - 2)  # the title and legend lines take the other two
+    fig.plot_size(width, len(rows) * (height - 2))  # the title and legend lines take the other two
     ticks = _int_ticks(curves)
-    for col, (metric, name) in enumerate(METRICS, start=1):
-        panel = fig.subplot(1, col)
+    cells = [(row, col, metric, name) for row, metrics in enumerate(rows, start=1)
+             for col, (metric, name) in enumerate(metrics, start=1)]
+    for row, col, metric, name in cells:
+        panel = fig.subplot(row, col)
         panel.title(name)
         panel.legend(False)  # one shared legend line below: a legend per panel would hide the data
         panel.ruler("x").ticks(ticks, [str(t) for t in ticks])
@@ -201,6 +235,9 @@ class Learning:
     final: tuple[float, ...]
     """Mean train reward of the last steps, per run."""
     last: int
+    metric: str = "reward_mean"
+    """Which train reward: ``probe_reward`` (the fixed probe tasks, greedy) when every run has
+    it, else ``reward_mean`` (the step's rollouts, which also move with the tasks drawn)."""
 
     @property
     def gains(self) -> tuple[float, ...]:
@@ -225,14 +262,17 @@ class Learning:
 
 def learning(curves: Sequence[Curve], *, last: int = 2) -> list[Learning]:
     """Per method (in order of first appearance), its runs' first-step and last-``last``-steps
-    train reward; runs with fewer than ``last + 1`` steps are left out (no first and last apart)."""
+    train reward: the probe's when every one of the method's runs has it at those steps, else
+    the rollouts'; runs with fewer than ``last + 1`` steps are left out (no first and last apart)."""
     if last < 1:
         raise ValueError(f"last must be >= 1, got {last}")
     out = []
     for method, runs in by_method([c for c in curves if len(c.steps) > last]).items():
-        firsts = tuple(float(c.steps[0].reward_mean) for c in runs)
-        finals = tuple(sum(float(s.reward_mean) for s in c.steps[-last:]) / last for c in runs)
-        out.append(Learning(method, tuple(c.seed for c in runs), firsts, finals, last))
+        probed = all(s.probe_reward is not None for c in runs for s in (c.steps[0], *c.steps[-last:]))
+        metric = "probe_reward" if probed else "reward_mean"
+        firsts = tuple(float(getattr(c.steps[0], metric)) for c in runs)
+        finals = tuple(sum(float(getattr(s, metric)) for s in c.steps[-last:]) / last for c in runs)
+        out.append(Learning(method, tuple(c.seed for c in runs), firsts, finals, last, metric))
     return out
 
 
@@ -275,7 +315,8 @@ def seed_means(curves: Sequence[Curve]) -> list[Curve]:
                 write_calls=_mean([r.write_calls for r in rows]), episodes=sum(r.episodes for r in rows),
                 updated=any(r.updated for r in rows), loss=_mean([r.loss for r in rows]),
                 groups_kept=sum(r.groups_kept for r in rows), groups_drawn=sum(r.groups_drawn for r in rows),
-                step_s=_mean([r.step_s for r in rows]) or 0.0))
+                step_s=_mean([r.step_s for r in rows]) or 0.0,
+                **{m: _mean([getattr(r, m) for r in rows]) for m, _ in PROBE_METRICS}))
         seeds = ", ".join(str(c.seed) for c in runs)
         out.append(Curve(runs[0].run_id, method, runs[0].env, None, tuple(steps),
                          name=f"{method} (mean of seeds {seeds})"))
@@ -283,20 +324,22 @@ def seed_means(curves: Sequence[Curve]) -> list[Curve]:
 
 
 def write_png(curves: Sequence[Curve], path: str | PathLike[str], *, dpi: int = 100) -> Path:
-    """Write the curves as a PNG: a 2 × 2 grid (train reward, action success, no-write success,
-    writes / episode against the step), one line per run, titled with the env and the seeds.
-    Returns the path; ``OSError`` when the file cannot be written."""
+    """Write the curves as a PNG: a row of four panels (train reward, action success, no-write
+    success, writes / episode of the step's rollouts against the step) and, when the runs have a
+    probe, a second row with the same on the probe; one line per run, titled with the env and
+    the seeds. Returns the path; ``OSError`` when the file cannot be written."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if not curves:
         raise ValueError("write_png needs at least one curve")
-    fig = Figure(figsize=(10, 7), layout="constrained")
+    rows = panels(curves)
+    fig = Figure(figsize=(14, 1.0 + 3.2 * len(rows)), layout="constrained")
     FigureCanvasAgg(fig)  # a canvas of its own: no pyplot state, no display
-    axes = fig.subplots(2, 2, sharex=True).flatten()
+    axes = fig.subplots(len(rows), len(METRICS), sharex=True, squeeze=False).flatten()
     groups = by_method(curves)
     several = any(len(runs) > 1 for runs in groups.values())
-    for ax, (metric, name) in zip(axes, METRICS):
+    for ax, (metric, name) in zip(axes, [m for metrics in rows for m in metrics]):
         if several:  # per method: each seed faint, their mean bold, their range shaded
             for colour, (mean, runs) in enumerate(zip(seed_means(curves), groups.values())):
                 c = f"C{colour}"
@@ -317,7 +360,7 @@ def write_png(curves: Sequence[Curve], path: str | PathLike[str], *, dpi: int = 
         else:
             ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    for ax in axes[2:]:
+    for ax in axes[-len(METRICS):]:
         ax.set_xlabel("training step")
     axes[0].xaxis.get_major_locator().set_params(integer=True)
     handles, labels = axes[0].get_legend_handles_labels()

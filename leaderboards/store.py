@@ -28,7 +28,8 @@ One database file holds every run of every method and environment. Guarantees:
   written by a newer sgcd-bench raises :class:`SchemaVersionError` instead of guessing; an older
   one is migrated in place, in one transaction (v1 → v2: ``applied_writes``; v2 → v3: the typed
   :class:`StandIns` of each run, derived once from its labels; v3 → v4: ``train_steps``, empty for
-  the runs stored before; v4 → v5: ``runs.owner``).
+  the runs stored before; v4 → v5: ``runs.owner``; v5 → v6: the probe columns of
+  ``train_steps``, empty for the steps stored before).
 * **Dead runs are marked.** A run records its owner process (``host:pid:start``,
   :mod:`leaderboards.liveness`). A command that was SIGKILLed or lost its machine cannot close its
   run; the next open of the store finds a ``running`` run whose owner on this host is gone, marks
@@ -100,7 +101,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version written to ``PRAGMA user_version``; bump it with a migration on any schema change."""
 
 RUN_STATUSES = ("running", "finished", "failed")
@@ -399,21 +400,33 @@ class TrainStep:
     """Groups rolled out (dynamic sampling may draw more than it keeps)."""
     step_s: float
     """Wall time of the step (rollouts + update), seconds."""
+    probe_reward: float | None = None
+    """Mean reward of the policy after this step's update on the run's fixed probe tasks (the
+    first N train tasks, greedy); ``None`` when the run has no probe. Unlike ``reward_mean`` it
+    does not move with which tasks the step happened to draw."""
+    probe_action_success: float | None = None
+    """pass@1 of the probe's action tasks; ``None`` without a probe or without such a task."""
+    probe_no_write_success: float | None = None
+    """pass@1 of the probe's no-write tasks; ``None`` without a probe or without such a task."""
+    probe_write_calls: float | None = None
+    """Write-tool calls carried out per probe episode; ``None`` without a probe."""
 
     def __post_init__(self) -> None:
         for name in ("step", "episodes", "groups_kept", "groups_drawn"):
             v = getattr(self, name)
             if not _is_int(v) or v < 0:
                 raise StoreError(f"TrainStep.{name} must be an int >= 0, got {v!r}")
-        for name in ("reward_mean", "action_success", "no_write_success"):
+        for name in ("reward_mean", "action_success", "no_write_success", "probe_reward", "probe_action_success",
+                     "probe_no_write_success"):
             v = getattr(self, name)
             if (v is not None or name == "reward_mean") and not (_is_real(v) and 0.0 <= v <= 1.0):
                 raise StoreError(f"TrainStep.{name} must be a finite number in [0, 1]"
                                  f"{'' if name == 'reward_mean' else ' or None'}, got {v!r}")
-        for name in ("write_calls", "step_s"):
+        for name in ("write_calls", "step_s", "probe_write_calls"):
             v = getattr(self, name)
-            if not (_is_real(v) and v >= 0):
-                raise StoreError(f"TrainStep.{name} must be a finite number >= 0, got {v!r}")
+            if (v is not None or name != "probe_write_calls") and not (_is_real(v) and v >= 0):
+                raise StoreError(f"TrainStep.{name} must be a finite number >= 0"
+                                 f"{' or None' if name == 'probe_write_calls' else ''}, got {v!r}")
         if not isinstance(self.updated, bool):
             raise StoreError(f"TrainStep.updated must be a bool, got {self.updated!r}")
         if self.loss is not None and not _is_real(self.loss):
@@ -554,10 +567,15 @@ CREATE TABLE train_steps (
 """
 """One row per training step of a run (:class:`TrainStep`): its learning curves."""
 
+_PROBE_COLUMNS = "".join(f"ALTER TABLE train_steps ADD COLUMN {c} REAL;\n" for c in (
+    "probe_reward", "probe_action_success", "probe_no_write_success", "probe_write_calls"))
+"""v5 → v6: the fixed-probe measurements of each step (:class:`TrainStep`)."""
+
 _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _APPLIED_WRITES, 2: _add_stand_ins,
     3: _TRAIN_STEPS + "ALTER TABLE episodes ADD COLUMN write_calls_succeeded INTEGER;\n",
-    4: "ALTER TABLE runs ADD COLUMN owner TEXT;\n"}
+    4: "ALTER TABLE runs ADD COLUMN owner TEXT;\n",
+    5: _PROBE_COLUMNS}
 """Schema version → what takes it to the next version: statements, or a function of the connection."""
 
 _SCHEMA = """
@@ -615,7 +633,7 @@ CREATE TABLE episodes (
     write_calls_succeeded INTEGER,
     PRIMARY KEY (evaluation_id, task_id, trial)
 );
-""" + _APPLIED_WRITES + _TRAIN_STEPS
+""" + _APPLIED_WRITES + _TRAIN_STEPS + _PROBE_COLUMNS
 
 
 def _opt_bool(v: int | None) -> bool | None:
@@ -1080,10 +1098,12 @@ class ResultStore:
             raise StoreError(f"run {run_id} already has a stored training step {step.step} in {self.path}")
         self._conn.execute(
             "INSERT INTO train_steps (run_id, step, reward_mean, action_success, no_write_success, write_calls, "
-            "episodes, updated, loss, groups_kept, groups_drawn, step_s, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "episodes, updated, loss, groups_kept, groups_drawn, step_s, probe_reward, probe_action_success, "
+            "probe_no_write_success, probe_write_calls, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, step.step, float(step.reward_mean), step.action_success, step.no_write_success,
              float(step.write_calls), step.episodes, int(step.updated), step.loss, step.groups_kept,
-             step.groups_drawn, float(step.step_s), created),
+             step.groups_drawn, float(step.step_s), step.probe_reward, step.probe_action_success,
+             step.probe_no_write_success, step.probe_write_calls, created),
         )
         return step.step
 

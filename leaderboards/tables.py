@@ -534,7 +534,10 @@ def learning_table(rows: Sequence[Learning]) -> Table:
     """Per method: train reward at step 1 and over the last steps, per seed, and whether the mean
     gain exceeds its spread across seeds (:class:`~leaderboards.curves.Learning`)."""
     last = rows[0].last if rows else 2
-    table = Table(title=f"train reward: step 1 → mean of the last {last} steps, per seed", title_justify="left")
+    sources = {"probe_reward": "probe (fixed train tasks, greedy)", "reward_mean": "the step's rollouts"}
+    measured = ", ".join(dict.fromkeys(sources[r.metric] for r in rows)) or sources["reward_mean"]
+    table = Table(title=f"train reward ({measured}): step 1 → mean of the last {last} steps, per seed",
+                  title_justify="left")
     for name in ("method", "seeds", "step 1", f"last {last}", "gain", "mean gain", "spread", "gain > spread"):
         table.add_column(name, justify="left" if name in ("method", "seeds") else "right")
     for row in rows:

@@ -126,6 +126,9 @@ CheckpointOpt = Annotated[Optional[bool], typer.Option(
     "--activation-checkpointing/--no-activation-checkpointing",
     help="Recompute decoder activations in the backward pass (less memory, ~1 more forward; the update is "
          "unchanged). Default: the preset's (gpu on).")]
+ProbeOpt = Annotated[Optional[int], typer.Option(
+    help="After every step, measure the policy greedily on the first N train tasks (the probe curves; "
+         "0 = none). Default: the preset's.")]
 EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N tasks of the eval split (default: all).")]
 EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]
@@ -179,6 +182,7 @@ def compare(
     sft_demos: SftDemosOpt = None,
     sft_epochs: SftEpochsOpt = None,
     sft_lr: SftLrOpt = None,
+    probe_tasks: ProbeOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -275,6 +279,7 @@ def train(
     sft_demos: SftDemosOpt = None,
     sft_epochs: SftEpochsOpt = None,
     sft_lr: SftLrOpt = None,
+    probe_tasks: ProbeOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,

@@ -49,6 +49,9 @@ class Preset:
     """The environment a run uses unless ``--env`` names another (id or alias)."""
     warm_start: SFTSettings | None = None
     """Behaviour cloning of the env's reference trajectories before RL (None: start from the model as is)."""
+    probe_tasks: int | None = None
+    """After every step, measure the policy greedily on the first N train tasks (the probe: the
+    same tasks every step and seed, so its curve moves only with the policy); None or 0 = no probe."""
     torch_threads: int | None = None
     """CPU threads torch may use (``torch.set_num_threads``); None = torch's default. Set it: on a
     loaded 2-core machine torch's default threads stalled a rollout for 5× its time (issue 15)."""
@@ -65,6 +68,7 @@ class Preset:
             "eval_tasks": self.eval_tasks, "eval_trials": self.eval_trials,
             "eval_temperature": self.eval_temperature, "device": self.device,
             "scripted_user_turns": self.scripted_user_turns, "env": self.env, "torch_threads": self.torch_threads,
+            "probe_tasks": self.probe_tasks,
             "loop": asdict(self.loop), "grpo": asdict(self.grpo), "sampling": asdict(self.sampling),
             "sgcd": asdict(self.sgcd), "sdpo": asdict(self.sdpo),
             "warm_start": asdict(self.warm_start) if self.warm_start else None,
@@ -134,12 +138,14 @@ def with_overrides(preset: Preset, **overrides: Any) -> Preset:
         sampling = replace(sampling, groups_per_batch=overrides["groups_per_batch"])
     top = {k: v for k, v in overrides.items()
            if k in {"prompt_variant", "eval_tasks", "eval_trials", "eval_temperature", "device", "eval_split",
-                    "train_split"}
+                    "train_split", "probe_tasks"}
            and v is not None}
     if "eval_trials" in top and top["eval_trials"] < 1:
         raise PresetError(f"--eval-trials must be >= 1, got {top['eval_trials']}")
     if "torch_threads" in top and top["torch_threads"] < 1:
         raise PresetError(f"--threads must be >= 1, got {top['torch_threads']}")
+    if "probe_tasks" in top and top["probe_tasks"] < 0:
+        raise PresetError(f"--probe-tasks must be >= 0 (0 = no probe), got {top['probe_tasks']}")
     if "eval_tasks" in top and top["eval_tasks"] < 1:
         raise PresetError(f"--eval-tasks must be >= 1, got {top['eval_tasks']}")
     if overrides.get("warm_start") is not None:  # --warm-start / --no-warm-start

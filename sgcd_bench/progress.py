@@ -67,7 +67,8 @@ class Display:
 
 
 class TrainingBar:
-    """One method's training: :meth:`rollout` per lockstep turn, :meth:`step` per finished step."""
+    """One method's training: :meth:`rollout` per lockstep turn (and :meth:`probe` for the probe's
+    turns), :meth:`step` per finished step."""
 
     def __init__(self, display: Display, task: TaskID | None, name: str, steps: int, done: int) -> None:
         self.display, self.task, self.name, self.steps = display, task, name, steps
@@ -84,6 +85,13 @@ class TrainingBar:
         if self.task is None:
             return
         self.display._progress.update(self.task, status=f"step {self.done + 1}: rollout {where.done}/{where.total} "
+                                      f"episodes ended, turn {where.turn}/{where.max_turns} · {self._eta()}")
+
+    def probe(self, where: RolloutProgress) -> None:
+        """Progress of the step's probe (the fixed train tasks, greedy) after its update."""
+        if self.task is None:
+            return
+        self.display._progress.update(self.task, status=f"step {self.done + 1}: probe {where.done}/{where.total} "
                                       f"episodes ended, turn {where.turn}/{where.max_turns} · {self._eta()}")
 
     def step(self, summary: str) -> None:

@@ -267,6 +267,7 @@ def train_method(
             console.print(f"  checkpoint: {path}", highlight=False)
             return path
     guard = CollapseGuard()
+    probe = train_probe(base, pieces, model)
     updates = episodes_rolled = 0
     # a resumed run's own folder already holds the checkpoint of the step it starts from
     own = resume is not None and resume.path.resolve().parent == run_checkpoints(out_dir, run_id).resolve()
@@ -277,14 +278,17 @@ def train_method(
         with terminate_as_interrupt(), display.shown():
             bar = display.training(method, preset.loop.steps, trainer.step_idx)
             engine.on_progress = bar.rollout
+            if probe is not None:
+                probe.engine.on_progress = bar.probe
             while trainer.step_idx < preset.loop.steps:
                 unstored = result = trainer.step()
-                store.record_step(run_id, train_step(result))  # its own transaction: kept if we crash later
+                probed = probe.measure() if probe is not None else ()
+                store.record_step(run_id, train_step(result, probed))  # its own transaction: kept if we crash later
                 unstored = None
                 updates += int(result.metrics.get("updated", 0))
                 episodes_rolled += len(result.rollouts)
                 guard = _watch_collapse(guard, result, store, run_id, console)
-                bar.step(f"{_status(result)} · updates {updates}/{trainer.step_idx}")
+                bar.step(f"{_status(result, probed)} · updates {updates}/{trainer.step_idx}")
                 if save and checkpoints.every and trainer.step_idx % checkpoints.every == 0:
                     save()
                     saved_at = trainer.step_idx
@@ -370,22 +374,53 @@ def per_seed(pieces: Pieces, seeds: Sequence[int | None]) -> list[Pieces]:
         for seed in seeds]
 
 
-def train_step(result: StepResult) -> TrainStep:
+def train_step(result: StepResult, probe: Sequence[EpisodeResult] = ()) -> TrainStep:
     """The stored learning-curve point of one training step: the trainer's rollout and update
-    metrics, and pass@1 per task category over every episode the step rolled out (as on the
-    leaderboard). A non-finite loss is stored as ``None``."""
+    metrics, pass@1 per task category over every episode the step rolled out (as on the
+    leaderboard), and the same over the ``probe`` episodes when the run has a probe. A
+    non-finite loss is stored as ``None``."""
     m, eps = result.metrics, _results(result.rollouts)
     updated = bool(m.get("updated"))
     loss = float(m.get("loss", math.nan))
+    probed = {}
+    if probe:
+        probed = {"probe_reward": sum(r.reward for r in probe) / len(probe),
+                  "probe_action_success": metrics.action_pass_rate(probe),
+                  "probe_no_write_success": metrics.no_write_pass_rate(probe),
+                  "probe_write_calls": metrics.writes_done_per_episode(probe)}
     return TrainStep(step=result.step, reward_mean=float(m.get("rollout_reward_mean", 0.0)),
                      action_success=metrics.action_pass_rate(eps), no_write_success=metrics.no_write_pass_rate(eps),
                      write_calls=metrics.writes_done_per_episode(eps) if eps else 0.0, episodes=len(eps),
                      updated=updated, loss=loss if updated and math.isfinite(loss) else None,
                      groups_kept=int(m.get("groups_kept", 0)), groups_drawn=int(m.get("groups_drawn", 0)),
-                     step_s=float(m.get("step_s", 0.0)))
+                     step_s=float(m.get("step_s", 0.0)), **probed)
 
 
-def _status(result: StepResult) -> str:
+@dataclass(frozen=True)
+class Probe:
+    """The fixed tasks a run measures its policy on after every step: the first N train tasks,
+    greedy, one trial each. The same tasks at every step and for every seed, so the probe's
+    curve moves only with the policy, not with which tasks a step drew."""
+
+    engine: RolloutEngine
+    task_ids: tuple[str, ...]
+    seed: int
+
+    def measure(self) -> list[EpisodeResult]:
+        results, _, _ = evaluate(self.engine, self.task_ids, 1, seed=self.seed)
+        return results
+
+
+def train_probe(base: LoadedModel, pieces: Pieces, model: torch.nn.Module) -> Probe | None:
+    """The run's :class:`Probe` (None when the preset has ``probe_tasks`` unset or 0)."""
+    preset = pieces.preset
+    if not preset.probe_tasks:
+        return None
+    ids = task_ids(pieces.make_env, preset.train_split, preset.probe_tasks)
+    return Probe(policy_engine(base, pieces, model, preset.train_split, 0.0), tuple(ids), seed=20_000)
+
+
+def _status(result: StepResult, probe: Sequence[EpisodeResult] = ()) -> str:
     m = result.metrics
     parts = [f"{len(result.rollouts)} episodes", f"reward {m.get('rollout_reward_mean', 0):.2f}",
              f"writes/ep {m.get('rollout_writes_done', 0):.2f}",
@@ -394,6 +429,8 @@ def _status(result: StepResult) -> str:
         parts.append(f"loss {m['loss']:+.4f}")
     else:
         parts.append("no mixed group: no update")
+    if probe:
+        parts.append(f"probe {sum(r.reward for r in probe) / len(probe):.2f}")
     return " · ".join(parts)
 
 

@@ -20,7 +20,8 @@ from sgcd_bench import preflight
 
 PRESET_OVERRIDES = ("seed", "steps", "group_size", "groups_per_batch", "max_turns", "max_new_tokens", "lr",
                     "micro_batch_groups", "rollout_batch_groups", "activation_checkpointing", "eval_tasks",
-                    "eval_trials", "eval_split", "device", "warm_start", "sft_demos", "sft_epochs", "sft_lr")
+                    "eval_trials", "eval_split", "device", "warm_start", "sft_demos", "sft_epochs", "sft_lr",
+                    "probe_tasks")
 """Options that override a preset size of the same name (None keeps the preset's)."""
 
 
@@ -53,6 +54,7 @@ class RunOptions:
     sft_epochs: int | None = None
     sft_lr: float | None = None
     threads: int | None = None
+    probe_tasks: int | None = None
     summarizer_base_url: str | None = None
     summarizer_model: str | None = None
     summarizer_key_env: str = "SGCD_LLM_API_KEY"
@@ -196,6 +198,9 @@ def print_sizes(console: Console, p: Any, env_id: str, model: str | None, *, tra
             f"≤{loop.max_turns} turns × {loop.max_new_tokens} tokens, lr {g.lr:g}, β_KL {g.beta_kl:g}, "
             f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds{rollouts}"
             f"{', activation checkpointing' if loop.activation_checkpointing else ''}, seed {loop.seed}")
+        if p.probe_tasks:
+            lines.append(f"  probe: after every step, the first {p.probe_tasks} {p.train_split} tasks, greedy "
+                         "(the same tasks every step and seed)")
     if eval_sizes:
         budgets = "" if train_sizes else f", ≤{loop.max_turns} turns × {loop.max_new_tokens} tokens{rollouts}"
         lines.append(f"  eval: {p.eval_split} split, {p.eval_tasks or 'all'} tasks × {p.eval_trials} trial(s), "

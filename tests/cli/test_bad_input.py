@@ -255,3 +255,10 @@ def test_eval_trials_check():
         check_eval_trials(2, 0.0, preset="x", from_option=False, sampling_presets=sampling)
     with pytest.raises(InputError, match=r"use --eval-trials 1$"):  # no other preset samples: no advice to name
         check_eval_trials(2, 0.0, preset="gpu", from_option=True, sampling_presets=sampling)
+
+
+def test_a_negative_probe_is_refused_before_training(tmp_path, model):
+    out = tmp_path / "runs"
+    only_an_error_line(invoke("train", "grpo", "--probe-tasks", "-1", "--model", model, "--out", str(out)),
+                       "--probe-tasks must be >= 0 (0 = no probe), got -1")
+    assert not out.exists()

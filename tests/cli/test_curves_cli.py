@@ -3,6 +3,7 @@ and their one-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -127,13 +128,52 @@ def test_compare_with_several_seeds_trains_each_method_once_per_seed(tmp_path, t
     result = invoke("compare", "grpo", "--seeds", "3,5", "--model", str(model_dir), "--out", str(out),
                     "--steps", "3", "--env", "tiny-shop", "--no-warm-start", "--group-size", "2",
                     "--groups-per-batch", "1", "--max-turns", "1", "--max-new-tokens", "3", "--eval-tasks", "2",
-                    "--threads", "1")
+                    "--threads", "1", "--probe-tasks", "3")
     assert result.exit_code == 0, result.output
     assert "seeds 3, 5: every method trains once per seed" in result.output
+    assert "probe: after every step, the first 3 train tasks, greedy" in result.output
     with ResultStore(out / "results.sqlite") as store:
-        assert [(r.method, r.seed) for r in store.runs() if r.method == "grpo"] == [("grpo", 3), ("grpo", 5)]
+        runs = [r for r in store.runs() if r.method == "grpo"]
+        assert [(r.method, r.seed) for r in runs] == [("grpo", 3), ("grpo", 5)]
+        for run in runs:  # the tiny model never closes a call: every probe episode fails, none writes
+            assert [(s.step, s.probe_reward, s.probe_write_calls) for s in store.steps(run.id)] == [
+                (1, 0.0, 0.0), (2, 0.0, 0.0), (3, 0.0, 0.0)]
     assert "grpo (mean of seeds 3, 5)" in result.output  # the terminal plot draws the seeds' mean
+    assert "probe reward" in result.output  # the probe's row of panels
+    assert "train reward (probe (fixed train tasks, greedy))" in result.output
     assert "gain > spread" in result.output  # the learning table of the two seeds
+
+
+def test_the_learning_table_judges_the_probe_when_every_run_has_one(tmp_path):
+    from leaderboards import curves as lc
+
+    out = tmp_path / "runs"
+    with ResultStore(out / "results.sqlite") as store:
+        ids = []
+        for seed, (rollouts, probe) in enumerate([([0.5, 0.1, 0.2], [0.3, 0.5, 0.6]),
+                                                   ([0.1, 0.6, 0.3], [0.3, 0.4, 0.6])]):
+            ids.append(store.start_run(method="grpo", env="sgcd_envs/TinyShop-v0", seed=seed))
+            for i, (r, p) in enumerate(zip(rollouts, probe), start=1):
+                store.record_step(ids[-1], TrainStep(step=i, reward_mean=r, action_success=None, no_write_success=r,
+                                                     write_calls=0.0, episodes=4, updated=True, loss=0.1,
+                                                     groups_kept=1, groups_drawn=2, step_s=0.5, probe_reward=p,
+                                                     probe_action_success=p, probe_no_write_success=None,
+                                                     probe_write_calls=0.5))
+        found = lc.run_curves(store, ids)
+    (row,) = lc.learning(found)
+    # probe: gains 0.55 - 0.3 and 0.5 - 0.3; the rollouts would have said -0.35 and +0.35
+    assert row.metric == "probe_reward" and row.gains == pytest.approx((0.25, 0.2)) and row.learns is True
+    unprobed = [lc.Curve(c.run_id, c.method, c.env, c.seed,
+                         tuple(dataclasses.replace(s, probe_reward=None) for s in c.steps)) for c in found]
+    (plain,) = lc.learning(unprobed)
+    assert plain.metric == "reward_mean" and plain.gains == pytest.approx((-0.35, 0.35)) and plain.learns is False
+    assert lc.panels(found) == (lc.METRICS, lc.PROBE_METRICS) and lc.panels(unprobed) == (lc.METRICS,)
+    text = lc.terminal_plot(found, color=False)
+    assert "probe reward" in text and "probe no-write success" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+    png = lc.write_png(found, tmp_path / "probe.png")
+    assert is_png(png)
+    assert png.read_bytes()[16:24] == (1400).to_bytes(4, "big") + (740).to_bytes(4, "big")  # two rows of panels
 
 
 @pytest.mark.parametrize("seeds", ["a,b", "1,1", ","])

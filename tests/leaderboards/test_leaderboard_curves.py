@@ -67,8 +67,8 @@ def test_write_png_writes_a_real_png(curves, tmp_path):
     path = write_png(curves, tmp_path / "curves.png")
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE
-    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk: 10 × 7 in at 100 dpi
-    assert (width, height) == (1000, 700)
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk: one row of panels, 14 × 4.2 in at 100 dpi
+    assert (width, height) == (1400, 420)
     assert len(data) > 20_000  # lines, labels and a legend, not a blank canvas
 
 

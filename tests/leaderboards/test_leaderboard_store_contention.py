@@ -4,6 +4,7 @@ exactly once), and a garbage or truncated file gets a one-line error and is left
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -166,8 +167,11 @@ def test_an_unreadable_sidecar_is_set_aside_not_deleted(tmp_path):
 def as_written_by_version(db: Path, version: int) -> None:
     """Make a store look like one an older sgcd-bench wrote: drop what later versions added
     (v2: the sidecars' ``applied_writes``; v3: the typed stand-in columns; v4: ``train_steps`` and
-    the episodes' ``write_calls_succeeded``; v5: ``runs.owner``)."""
+    the episodes' ``write_calls_succeeded``; v5: ``runs.owner``; v6: the steps' probe columns)."""
     con = sqlite3.connect(db)
+    if version < 6:
+        for column in ("probe_reward", "probe_action_success", "probe_no_write_success", "probe_write_calls"):
+            con.execute(f"ALTER TABLE train_steps DROP COLUMN {column}")
     if version < 5:
         con.execute("ALTER TABLE runs DROP COLUMN owner")
     if version < 2:
@@ -226,7 +230,7 @@ def test_a_version_3_store_gets_an_empty_steps_table(tmp_path):
     assert con.execute("SELECT name FROM sqlite_master WHERE name = 'train_steps'").fetchone() is None
     con.close()
     with ResultStore(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         assert store.steps(run_id) == []  # stored before v4: no curves, nothing invented
         assert store.run(run_id).stand_ins == StandIns(user=True)  # v3's columns kept as they were
         assert store.episode_count(store.latest_evaluation(run_id).id) == 3
@@ -242,9 +246,26 @@ def test_a_version_4_store_gets_run_owners_and_leaves_its_old_runs_alone(tmp_pat
         run_id = store.start_run(method="grpo", env="e")  # still running when the old version stopped
     as_written_by_version(db, 4)
     with ResultStore(db) as store:
-        assert store.schema_version == 5
+        assert store.schema_version == SCHEMA_VERSION
         assert store.dead_on_open == []  # no owner recorded: nobody can tell it died
         assert store.run(run_id).status == "running"
+
+
+def test_a_version_5_store_keeps_its_steps_with_no_probe_and_takes_probed_ones(tmp_path):
+    db = tmp_path / "results.sqlite"
+    old = TrainStep(step=1, reward_mean=0.5, action_success=0.0, no_write_success=None, write_calls=2.0,
+                    episodes=4, updated=True, loss=0.1, groups_kept=1, groups_drawn=2, step_s=1.0)
+    with ResultStore(db) as store:
+        run_id = store.start_run(method="grpo", env="e")
+        store.record_step(run_id, old)
+    as_written_by_version(db, 5)
+    with ResultStore(db) as store:
+        assert store.schema_version == SCHEMA_VERSION == 6
+        assert store.steps(run_id) == [old]  # stored before v6: no probe, nothing invented
+        probed = dataclasses.replace(old, step=2, probe_reward=0.3, probe_action_success=0.2,
+                                     probe_no_write_success=None, probe_write_calls=0.4)
+        store.record_step(run_id, probed)
+        assert store.steps(run_id) == [old, probed]
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "nan"])
