@@ -29,7 +29,7 @@ from leaderboards.collapse import COLLAPSE_FLAG, CollapseGuard, observe, point_f
 from leaderboards.store import EpisodeResult, ResultStore, StandIns, StoreError, TrainStep, git_commit
 from leaderboards.tables import DO_NOTHING
 from sgcd_envs.outcome import EpisodeOutcome, episode_outcome
-from sgcd_common.signals import terminate_as_interrupt
+from sgcd_common.signals import deferred_interrupts, terminate_as_interrupt
 from sgcd_envs.registry import EnvEntry
 
 from .checkpoints import (KEEP_CHECKPOINTS, Checkpoint, CheckpointError, check_resume, checkpoint_meta,
@@ -283,8 +283,9 @@ def train_method(
             while trainer.step_idx < preset.loop.steps:
                 unstored = result = trainer.step()
                 probed = probe.measure() if probe is not None else ()
-                store.record_step(run_id, train_step(result, probed))  # its own transaction: kept if we crash later
-                unstored = None
+                with deferred_interrupts():  # stored and marked stored together: a signal between the two
+                    store.record_step(run_id, train_step(result, probed))  # would store the step twice
+                    unstored = None
                 updates += int(result.metrics.get("updated", 0))
                 episodes_rolled += len(result.rollouts)
                 guard = _watch_collapse(guard, result, store, run_id, console)
