@@ -81,18 +81,18 @@ class TrainingBar:
                      now - self.step_started)
         return "ETA after the first step" if left is None else f"ETA {clock(left)}"
 
-    def rollout(self, where: RolloutProgress) -> None:
+    def _turn(self, phase: str, where: RolloutProgress) -> None:
         if self.task is None:
             return
-        self.display._progress.update(self.task, status=f"step {self.done + 1}: rollout {where.done}/{where.total} "
+        self.display._progress.update(self.task, status=f"step {self.done + 1}: {phase} {where.done}/{where.total} "
                                       f"episodes ended, turn {where.turn}/{where.max_turns} · {self._eta()}")
+
+    def rollout(self, where: RolloutProgress) -> None:
+        self._turn("rollout", where)
 
     def probe(self, where: RolloutProgress) -> None:
         """Progress of the step's probe (the fixed train tasks, greedy) after its update."""
-        if self.task is None:
-            return
-        self.display._progress.update(self.task, status=f"step {self.done + 1}: probe {where.done}/{where.total} "
-                                      f"episodes ended, turn {where.turn}/{where.max_turns} · {self._eta()}")
+        self._turn("probe", where)
 
     def step(self, summary: str) -> None:
         now = time.perf_counter()

@@ -283,13 +283,14 @@ def train_method(
             while trainer.step_idx < preset.loop.steps:
                 unstored = result = trainer.step()
                 probed = probe.measure() if probe is not None else ()
+                point = train_step(result, probed)
                 with deferred_interrupts():  # stored and marked stored together: a signal between the two
-                    store.record_step(run_id, train_step(result, probed))  # would store the step twice
+                    store.record_step(run_id, point)  # would store the step twice
                     unstored = None
                 updates += int(result.metrics.get("updated", 0))
                 episodes_rolled += len(result.rollouts)
                 guard = _watch_collapse(guard, result, store, run_id, console)
-                bar.step(f"{_status(result, probed)} · updates {updates}/{trainer.step_idx}")
+                bar.step(f"{_status(result, point.probe_reward)} · updates {updates}/{trainer.step_idx}")
                 if save and checkpoints.every and trainer.step_idx % checkpoints.every == 0:
                     save()
                     saved_at = trainer.step_idx
@@ -421,7 +422,7 @@ def train_probe(base: LoadedModel, pieces: Pieces, model: torch.nn.Module) -> Pr
     return Probe(policy_engine(base, pieces, model, preset.train_split, 0.0), tuple(ids), seed=20_000)
 
 
-def _status(result: StepResult, probe: Sequence[EpisodeResult] = ()) -> str:
+def _status(result: StepResult, probe_reward: float | None = None) -> str:
     m = result.metrics
     parts = [f"{len(result.rollouts)} episodes", f"reward {m.get('rollout_reward_mean', 0):.2f}",
              f"writes/ep {m.get('rollout_writes_done', 0):.2f}",
@@ -430,8 +431,8 @@ def _status(result: StepResult, probe: Sequence[EpisodeResult] = ()) -> str:
         parts.append(f"loss {m['loss']:+.4f}")
     else:
         parts.append("no mixed group: no update")
-    if probe:
-        parts.append(f"probe {sum(r.reward for r in probe) / len(probe):.2f}")
+    if probe_reward is not None:
+        parts.append(f"probe {probe_reward:.2f}")
     return " · ".join(parts)
 
 
