@@ -401,9 +401,10 @@ class TrainStep:
     step_s: float
     """Wall time of the step (rollouts + update), seconds."""
     probe_reward: float | None = None
-    """Mean reward of the policy after this step's update on the run's fixed probe tasks (the
-    first N train tasks, greedy); ``None`` when the run has no probe. Unlike ``reward_mean`` it
-    does not move with which tasks the step happened to draw."""
+    """Mean reward on the run's fixed probe tasks (the first N train tasks, greedy) of the policy
+    that rolled this step out, i.e. before its update (step 1: the starting policy); ``None``
+    when the run has no probe. Unlike ``reward_mean`` it does not move with which tasks the step
+    happened to draw."""
     probe_action_success: float | None = None
     """pass@1 of the probe's action tasks; ``None`` without a probe or without such a task."""
     probe_no_write_success: float | None = None

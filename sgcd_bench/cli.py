@@ -127,8 +127,8 @@ CheckpointOpt = Annotated[Optional[bool], typer.Option(
     help="Recompute decoder activations in the backward pass (less memory, ~1 more forward; the update is "
          "unchanged). Default: the preset's (gpu on).")]
 ProbeOpt = Annotated[Optional[int], typer.Option(
-    help="After every step, measure the policy greedily on the first N train tasks (the probe curves; "
-         "0 = none). Default: the preset's.")]
+    help="Every step, also play the first N train tasks greedily in the step's rollout batch (the probe "
+         "curves: the policy before each update, on the same tasks every step; 0 = none). Default: the preset's.")]
 EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N tasks of the eval split (default: all).")]
 EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]

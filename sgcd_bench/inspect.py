@@ -47,7 +47,7 @@ def show_credit(base: LoadedModel, pieces: Pieces, *, task: str | None, episode:
     display = Display(console)
     with display.shown():
         engine.on_progress = display.evaluation("rollout", preset.train_split).rollout
-        kept, rollouts, _ = trainer.collect()
+        kept, rollouts, _, _ = trainer.collect()
     if not kept:
         console.print(f"no group with both a success and a failure in {len(rollouts)} rollouts; "
                       "try another --task, a larger --group-size or another --seed")

@@ -50,8 +50,9 @@ class Preset:
     warm_start: SFTSettings | None = None
     """Behaviour cloning of the env's reference trajectories before RL (None: start from the model as is)."""
     probe_tasks: int | None = None
-    """After every step, measure the policy greedily on the first N train tasks (the probe: the
-    same tasks every step and seed, so its curve moves only with the policy); None or 0 = no probe."""
+    """Every step, play the first N train tasks greedily in the step's first rollout batch (the
+    probe: the same tasks every step and seed, so its curve moves only with the policy, measured
+    before each update); None or 0 = no probe."""
     torch_threads: int | None = None
     """CPU threads torch may use (``torch.set_num_threads``); None = torch's default. Set it: on a
     loaded 2-core machine torch's default threads stalled a rollout for 5× its time (issue 15)."""

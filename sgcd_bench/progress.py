@@ -67,8 +67,7 @@ class Display:
 
 
 class TrainingBar:
-    """One method's training: :meth:`rollout` per lockstep turn (and :meth:`probe` for the probe's
-    turns), :meth:`step` per finished step."""
+    """One method's training: :meth:`rollout` per lockstep turn, :meth:`step` per finished step."""
 
     def __init__(self, display: Display, task: TaskID | None, name: str, steps: int, done: int) -> None:
         self.display, self.task, self.name, self.steps = display, task, name, steps
@@ -89,10 +88,6 @@ class TrainingBar:
 
     def rollout(self, where: RolloutProgress) -> None:
         self._turn("rollout", where)
-
-    def probe(self, where: RolloutProgress) -> None:
-        """Progress of the step's probe (the fixed train tasks, greedy) after its update."""
-        self._turn("probe", where)
 
     def step(self, summary: str) -> None:
         now = time.perf_counter()

@@ -267,7 +267,7 @@ def train_method(
             console.print(f"  checkpoint: {path}", highlight=False)
             return path
     guard = CollapseGuard()
-    probe = train_probe(base, pieces, model)
+    probe = probe_tasks(pieces)
     updates = episodes_rolled = 0
     # a resumed run's own folder already holds the checkpoint of the step it starts from
     own = resume is not None and resume.path.resolve().parent == run_checkpoints(out_dir, run_id).resolve()
@@ -278,12 +278,9 @@ def train_method(
         with terminate_as_interrupt(), display.shown():
             bar = display.training(method, preset.loop.steps, trainer.step_idx)
             engine.on_progress = bar.rollout
-            if probe is not None:
-                probe.engine.on_progress = bar.probe
             while trainer.step_idx < preset.loop.steps:
-                unstored = result = trainer.step()
-                probed = probe.measure() if probe is not None else ()
-                point = train_step(result, probed)
+                unstored = result = trainer.step(probe, probe_seed=PROBE_SEED)
+                point = train_step(result)
                 with deferred_interrupts():  # stored and marked stored together: a signal between the two
                     store.record_step(run_id, point)  # would store the step twice
                     unstored = None
@@ -376,12 +373,12 @@ def per_seed(pieces: Pieces, seeds: Sequence[int | None]) -> list[Pieces]:
         for seed in seeds]
 
 
-def train_step(result: StepResult, probe: Sequence[EpisodeResult] = ()) -> TrainStep:
+def train_step(result: StepResult) -> TrainStep:
     """The stored learning-curve point of one training step: the trainer's rollout and update
     metrics, pass@1 per task category over every episode the step rolled out (as on the
-    leaderboard), and the same over the ``probe`` episodes when the run has a probe. A
+    leaderboard), and the same over the step's probe episodes when the run has a probe. A
     non-finite loss is stored as ``None``."""
-    m, eps = result.metrics, _results(result.rollouts)
+    m, eps, probe = result.metrics, _results(result.rollouts), _results(result.probe)
     updated = bool(m.get("updated"))
     loss = float(m.get("loss", math.nan))
     probed = {}
@@ -398,28 +395,22 @@ def train_step(result: StepResult, probe: Sequence[EpisodeResult] = ()) -> Train
                      step_s=float(m.get("step_s", 0.0)), **probed)
 
 
-@dataclass(frozen=True)
-class Probe:
-    """The fixed tasks a run measures its policy on after every step: the first N train tasks,
-    greedy, one trial each. The same tasks at every step and for every seed, so the probe's
-    curve moves only with the policy, not with which tasks a step drew."""
-
-    engine: RolloutEngine
-    task_ids: tuple[str, ...]
-    seed: int
-
-    def measure(self) -> list[EpisodeResult]:
-        results, _, _ = evaluate(self.engine, self.task_ids, 1, seed=self.seed)
-        return results
+PROBE_SEED = 20_000
+"""Env seed of the probe's episodes: the same episode at every step, for every seed and method."""
 
 
-def train_probe(base: LoadedModel, pieces: Pieces, model: torch.nn.Module) -> Probe | None:
-    """The run's :class:`Probe` (None when the preset has ``probe_tasks`` unset or 0)."""
+def probe_tasks(pieces: Pieces) -> tuple[str, ...]:
+    """The run's probe: the first ``probe_tasks`` train tasks (none when the preset has
+    ``probe_tasks`` unset or 0), played by ``LocalTrainer.step(probe, probe_seed=PROBE_SEED)``.
+
+    The probe plays each task once, greedily, in the step's first rollout batch, so it measures
+    the policy that rolled the step out, before the step's update: step 1's probe is the starting
+    policy, identical for every seed and method. Same tasks at every step, so the probe's curve
+    moves only with the policy, not with the tasks a step drew."""
     preset = pieces.preset
     if not preset.probe_tasks:
-        return None
-    ids = task_ids(pieces.make_env, preset.train_split, preset.probe_tasks)
-    return Probe(policy_engine(base, pieces, model, preset.train_split, 0.0), tuple(ids), seed=20_000)
+        return ()
+    return tuple(task_ids(pieces.make_env, preset.train_split, preset.probe_tasks))
 
 
 def _status(result: StepResult, probe_reward: float | None = None) -> str:

@@ -199,8 +199,9 @@ def print_sizes(console: Console, p: Any, env_id: str, model: str | None, *, tra
             f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds{rollouts}"
             f"{', activation checkpointing' if loop.activation_checkpointing else ''}, seed {loop.seed}")
         if p.probe_tasks:
-            lines.append(f"  probe: after every step, the first {p.probe_tasks} {p.train_split} tasks, greedy "
-                         "(the same tasks every step and seed)")
+            lines.append(f"  probe: the first {p.probe_tasks} {p.train_split} tasks, greedy, in every step's first "
+                         "rollout batch (the same tasks every step and seed; it measures the policy that rolls "
+                         "the step out, so step 1's probe is the starting policy)")
     if eval_sizes:
         budgets = "" if train_sizes else f", ≤{loop.max_turns} turns × {loop.max_new_tokens} tokens{rollouts}"
         lines.append(f"  eval: {p.eval_split} split, {p.eval_tasks or 'all'} tasks × {p.eval_trials} trial(s), "

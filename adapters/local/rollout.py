@@ -156,21 +156,24 @@ def extend_and_sample(
     max_new_tokens: int,
     stop_ids: Sequence[int],
     pad_id: int,
-    temperature: float = 1.0,
+    temperature: float | Sequence[float] = 1.0,
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
     """Feed each row its ``new_tokens`` (≥ 1 each) on top of what ``state`` holds, then sample
     one continuation per row; ``state`` is updated in place to hold everything fed.
 
     New tokens of different lengths are right-aligned; the gap is masked out of attention and
-    positions are counted over attended tokens only. Sampling is ancestral at ``temperature``
-    (0 = greedy); a row stops after emitting any of ``stop_ids`` (which is kept) or
-    ``max_new_tokens`` tokens. Once a row has stopped, the steps it idles through are masked.
+    positions are counted over attended tokens only. Sampling is ancestral at ``temperature``,
+    one for all rows or one per row (0 = greedy); only the sampled rows draw from ``generator``,
+    so greedy rows riding along leave the others' draws as they were. A row stops after emitting
+    any of ``stop_ids`` (which is kept) or ``max_new_tokens`` tokens. Once a row has stopped, the
+    steps it idles through are masked.
     """
     if any(len(t) == 0 for t in new_tokens):
         raise ValueError("every row needs at least one new token to sample from")
     device = next(model.parameters()).device
     n = len(new_tokens)
+    pick = row_sampler(temperature, n, device=device, generator=generator)
     width = max(len(t) for t in new_tokens)
     ids = torch.full((n, width), pad_id, dtype=torch.long, device=device)
     new_attn = torch.zeros((n, width), dtype=torch.long, device=device)
@@ -188,12 +191,7 @@ def extend_and_sample(
     generated: list[list[int]] = [[] for _ in range(n)]
     next_pos = positions[:, -1:] + 1
     for step in range(max_new_tokens):
-        logits = out.logits[:, -1, :].float()
-        if temperature > 0:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        else:
-            token = logits.argmax(-1)
+        token = pick(out.logits[:, -1, :].float())
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         live = ~finished  # rows for which `token` is a real token (the stop token included)
         for i, (t, alive) in enumerate(zip(token.tolist(), live.tolist())):  # two transfers a step
@@ -211,6 +209,36 @@ def extend_and_sample(
     state.attention = attn
     state.generated_fed = fed.tolist()
     return generated
+
+
+def row_sampler(temperature: float | Sequence[float], rows: int, *, device: torch.device | str = "cpu",
+                generator: torch.Generator | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The next-token rule of ``rows`` rows: logits (rows, vocab) → tokens (rows,).
+
+    Row r draws ``y ~ softmax(z_r / τ_r)`` when τ_r > 0 and takes ``argmax z_r`` when τ_r = 0;
+    ``temperature`` is one τ for every row or one per row. Only the sampled rows draw from
+    ``generator``, in row order."""
+    temps = [float(temperature)] * rows if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
+    if len(temps) != rows:
+        raise ValueError(f"{len(temps)} temperatures for {rows} rows")
+    if any(t < 0 or t != t for t in temps):
+        raise ValueError(f"temperatures must be >= 0 (0 = greedy), got {temps}")
+    sampled = [r for r, t in enumerate(temps) if t > 0]
+    if not sampled:
+        return lambda logits: logits.argmax(-1)
+    if len(set(temps)) == 1:  # every row sampled at one temperature
+        tau = temps[0]
+        return lambda logits: torch.multinomial(torch.softmax(logits / tau, dim=-1), 1,
+                                                generator=generator).squeeze(1)
+    index = torch.tensor(sampled, device=device)
+    taus = torch.tensor([temps[r] for r in sampled], device=device)[:, None]
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        token = logits.argmax(-1)
+        probs = torch.softmax(logits.index_select(0, index) / taus, dim=-1)
+        return token.index_copy(0, index, torch.multinomial(probs, 1, generator=generator).squeeze(1))
+
+    return pick
 
 
 @dataclass(frozen=True)
@@ -255,6 +283,19 @@ class RolloutEngine:
 
     def run(self, task_ids: Sequence[str], group_size: int, *, seed: int) -> tuple[list[Episode], dict[str, float]]:
         """Roll out ``group_size`` siblings of every task; episodes come back grouped by task."""
+        episodes, _, info = self.run_with_greedy(task_ids, group_size, (), seed=seed)
+        return episodes, info
+
+    def run_with_greedy(self, task_ids: Sequence[str], group_size: int, greedy_task_ids: Sequence[str], *,
+                        seed: int, greedy_seed: int = 0) -> tuple[list[Episode], list[Episode], dict[str, float]]:
+        """:meth:`run`, plus one greedy episode of each of ``greedy_task_ids`` riding in the first
+        lockstep batch (the train probe): on a host-bound decoder a batch costs its decode steps,
+        not its rows, so the riders come almost free. Returns (sampled episodes grouped by task,
+        greedy episodes in order, statistics of the sampled episodes; ``greedy_tokens`` apart).
+
+        A greedy episode of task j is reset with the env seed that :meth:`run` gives group j's
+        first sibling under ``seed=greedy_seed``, so with a fixed ``greedy_seed`` it is the same
+        episode at every call until the policy changes."""
         started = time.perf_counter()
         generator = torch.Generator(device="cpu").manual_seed(seed)
         cache = prefix_cache(self.model, self.renderer.prefix_ids)
@@ -265,26 +306,32 @@ class RolloutEngine:
                 ep, env = self._start(task_id, g, seed=seed * 1_000_003 + g * 101 + k)
                 episodes.append(ep)
                 envs.append(env)
-        per = len(task_ids) if self.batch_groups is None else self.batch_groups
+        greedy = [self._start(task_id, j, seed=greedy_seed * 1_000_003 + j * 101) for j, task_id in
+                  enumerate(greedy_task_ids)]
+        per = max(len(task_ids), 1) if self.batch_groups is None else self.batch_groups
+        every = episodes + [ep for ep, _ in greedy]
 
         def report(turn: int, ended: bool = False) -> None:
             if self.on_progress is not None:
-                done = len(episodes) if ended else sum(ep.done for ep in episodes)
-                self.on_progress(RolloutProgress(done, len(episodes), turn, self.max_turns,
+                done = len(every) if ended else sum(ep.done for ep in every)
+                self.on_progress(RolloutProgress(done, len(every), turn, self.max_turns,
                                                  time.perf_counter() - started))
 
-        for first in range(0, len(task_ids), per):
+        for first in range(0, max(len(task_ids), 1), per):
             rows = slice(first * group_size, (first + per) * group_size)
-            self._lockstep(episodes[rows], envs[rows], cache, generator, report)
+            riders = greedy if first == 0 else []
+            self._lockstep(episodes[rows] + [ep for ep, _ in riders], envs[rows] + [env for _, env in riders],
+                           [self.temperature] * len(episodes[rows]) + [0.0] * len(riders), cache, generator, report)
         report(self.max_turns, ended=True)
-        for ep, env in zip(episodes, envs):
+        for ep, env in zip(every, envs + [env for _, env in greedy]):
             if not ep.done:  # out of turns: the episode is cut (reward 0, as a truncation)
                 ep.info.setdefault("termination", "max_turns")
             env.close()
         wall = time.perf_counter() - started
         gen_tokens = sum(ep.generated_tokens for ep in episodes)
-        return episodes, {"rollout_s": wall, "generated_tokens": gen_tokens,
-                          "tokens_per_s": gen_tokens / max(wall, 1e-9)}
+        return episodes, [ep for ep, _ in greedy], {
+            "rollout_s": wall, "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / max(wall, 1e-9),
+            "greedy_tokens": sum(ep.generated_tokens for ep, _ in greedy)}
 
     def replay(self, task_id: str, turns: Sequence[str], *, seed: int = 0) -> Episode:
         """An episode in which the agent writes ``turns`` (raw assistant texts, one per turn)
@@ -310,9 +357,10 @@ class RolloutEngine:
         ep.loss_mask = [0] * len(ep.suffix_ids)
         return ep, env
 
-    def _lockstep(self, episodes: list[Episode], envs: list[Any], cache, generator: torch.Generator,
-                  report: Callable[[int], None] = lambda turn: None) -> None:
-        """Advance ``episodes`` turn by turn, all active ones sampled together each turn."""
+    def _lockstep(self, episodes: list[Episode], envs: list[Any], temperatures: Sequence[float], cache,
+                  generator: torch.Generator, report: Callable[[int], None] = lambda turn: None) -> None:
+        """Advance ``episodes`` turn by turn, all active ones sampled together each turn, episode
+        i at ``temperatures[i]``."""
         prefix_len = len(self.renderer.prefix_ids)
         device = next(self.model.parameters()).device
         state: BatchCache | None = None
@@ -334,7 +382,8 @@ class RolloutEngine:
             new_tokens = [episodes[i].suffix_ids[cached[i]:] for i in active]
             outs = extend_and_sample(
                 self.model, state, new_tokens, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids,
-                pad_id=self.pad_id, temperature=self.temperature, generator=sample_generator(generator, device),
+                pad_id=self.pad_id, temperature=[temperatures[i] for i in active],
+                generator=sample_generator(generator, device),
             )
             for r, (i, gen) in enumerate(zip(active, outs)):
                 cached[i] += len(new_tokens[r]) + state.generated_fed[r]

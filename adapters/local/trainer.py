@@ -92,6 +92,9 @@ class StepResult:
     """The kept (mixed-group) episodes the update trained on."""
     rollouts: list[Episode] = field(default_factory=list)
     """Every episode rolled out this step, kept or dropped (for monitoring)."""
+    probe: list[Episode] = field(default_factory=list)
+    """The greedy probe episodes that rode in the step's first rollout batch: the policy that
+    rolled the step out, before its update (empty without a probe). Never trained on."""
 
 
 def rollout_rewards(episodes: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,15 +150,18 @@ class LocalTrainer:
             picks += picks
         return picks[:n]
 
-    def collect(self) -> tuple[list[Episode], list[Episode], dict[str, float]]:
+    def collect(self, probe: Sequence[str] = (), *, probe_seed: int = 0
+                ) -> tuple[list[Episode], list[Episode], dict[str, float], list[Episode]]:
         """Rollouts with dynamic sampling: (kept episodes of up to B mixed groups, every
-        episode rolled out, statistics)."""
+        episode rolled out, statistics, the greedy episodes of the ``probe`` tasks, which ride in
+        the first round's batch and enter neither the update nor the statistics)."""
         self.model.eval()
         kept: list[Episode] = []
         stats = {"groups_drawn": 0.0, "groups_kept": 0.0, "rollout_s": 0.0, "generated_tokens": 0.0,
                  "rollout_episodes": 0.0, "rollout_reward_mean": 0.0, "rollout_write_calls": 0.0,
                  "retokenization_mismatches": 0.0}
         all_eps: list[Episode] = []
+        probed: list[Episode] = []
         rounds = 0
         groups_kept = 0
         while groups_kept < self.sampling_cfg.groups_per_batch and rounds < self.sampling_cfg.max_rounds:
@@ -168,7 +174,11 @@ class LocalTrainer:
                 break
             tasks = self._draw_tasks(n_draw)
             seed = self.loop.seed * 7919 + self.step_idx * 131 + rounds
-            episodes, info = self.engine.run(tasks, self.grpo_cfg.group_size, seed=seed)
+            if probe and rounds == 0:
+                episodes, probed, info = self.engine.run_with_greedy(tasks, self.grpo_cfg.group_size, probe,
+                                                                     seed=seed, greedy_seed=probe_seed)
+            else:
+                episodes, info = self.engine.run(tasks, self.grpo_cfg.group_size, seed=seed)
             rounds += 1
             all_eps += episodes
             stats["groups_drawn"] += len(tasks)
@@ -195,18 +205,20 @@ class LocalTrainer:
         if action:  # absent (not NaN) when no action task was drawn
             stats["rollout_action_success"] = sum(ep.reward for ep in action) / len(action)
         stats["retokenization_mismatches"] = float(sum(len(ep.retokenization_mismatches) for ep in all_eps))
-        return kept, all_eps, stats
+        return kept, all_eps, stats, probed
 
     # ------------------------------------------------------------------ one step
-    def step(self) -> StepResult:
+    def step(self, probe: Sequence[str] = (), *, probe_seed: int = 0) -> StepResult:
         """One training step; a step whose rollouts kept no mixed group makes no update.
+        ``probe``: tasks to play greedily, once each, in the step's first rollout batch
+        (:attr:`StepResult.probe`).
 
         Interrupt-safe: until the step ends the trainer's checkpointable state (model, optimizer,
         method state, :attr:`step_idx`, the RNG it resumes with) is that of the previous step,
         and the step ends in one block that Ctrl-C / SIGTERM cannot split
         (:func:`~sgcd_common.signals.deferred_interrupts`)."""
         started = time.perf_counter()
-        episodes, rollouts, metrics = self.collect()  # 1-2: rollout + dynamic sampling
+        episodes, rollouts, metrics, probed = self.collect(probe, probe_seed=probe_seed)  # 1-2: rollout + sampling
         if episodes:
             metrics.update(self.update(episodes))
         else:
@@ -214,7 +226,7 @@ class LocalTrainer:
                 self._end_step()
             metrics["updated"] = 0.0
         metrics["step_s"] = time.perf_counter() - started
-        return StepResult(self.step_idx, metrics, episodes, rollouts)
+        return StepResult(self.step_idx, metrics, episodes, rollouts, probed)
 
     def _end_step(self) -> None:
         self.step_idx += 1

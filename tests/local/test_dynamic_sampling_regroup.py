@@ -41,7 +41,7 @@ def collect(tiny_model, tokenizer, mixed_by_round, groups_per_batch, oversample_
     trainer.sampling_cfg = DynamicSamplingConfig(groups_per_batch=groups_per_batch, max_rounds=len(mixed_by_round),
                                                  oversample_factor=oversample_factor)
     trainer.engine = ScriptedRewardsEngine(mixed_by_round)
-    kept, _, stats = trainer.collect()
+    kept, _, stats, _ = trainer.collect()
     return kept, stats
 
 

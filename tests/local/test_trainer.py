@@ -12,7 +12,7 @@ import torch
 
 from adapters.local.forward import _chunk_logp, chunked_rows, collate, generated_hidden, lm_head, pack, token_logp
 from algorithms import sdpo
-from adapters.local.rollout import BatchCache, extend_and_sample, prefix_cache
+from adapters.local.rollout import BatchCache, extend_and_sample, prefix_cache, row_sampler
 from adapters.local.trainer import LocalTrainer, LoopSettings
 from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
 from algorithms.credit_reference import CreditItem, CreditReference, StepRef
@@ -108,6 +108,49 @@ def test_rollout_turn_cache_and_batching_give_the_same_episodes(tiny_model, toke
         runs.append([(ep.group, ep.suffix_ids, ep.loss_mask, ep.reward, ep.turns) for ep in episodes])
     assert len({turns for *_, turns in runs[0]}) > 1  # episodes ended at different turns
     assert runs[0] == runs[1] == runs[2]
+
+
+def _record(episodes):
+    return [(ep.task_id, ep.group, ep.suffix_ids, ep.loss_mask, ep.reward, ep.turns) for ep in episodes]
+
+
+@pytest.mark.parametrize("batch_groups", [None, 1])
+def test_greedy_riders_are_greedy_episodes_and_leave_the_sampled_ones_as_they_were(tiny_model, tokenizer,
+                                                                                   batch_groups):
+    """The probe's greedy rows ride in the first lockstep batch of a sampled rollout: they are
+    exactly the episodes a greedy rollout of their own gives, and the sampled episodes are
+    exactly those of the rollout without them (greedy rows draw no random numbers)."""
+    engine = make_engine(tiny_model, tokenizer, max_turns=3, p_stop=0.4)
+    engine.batch_groups = batch_groups
+    alone, alone_info = engine.run(NO_WRITE_TRAIN[:2], 3, seed=5)
+    sampled, greedy, info = engine.run_with_greedy(NO_WRITE_TRAIN[:2], 3, NO_WRITE_TRAIN[1:4], seed=5, greedy_seed=7)
+    solo = make_engine(tiny_model, tokenizer, max_turns=3, p_stop=0.4, temperature=0.0)
+    reference, _ = solo.run(NO_WRITE_TRAIN[1:4], 1, seed=7)
+    assert _record(sampled) == _record(alone)
+    assert _record(greedy) == _record(reference) and [ep.task_id for ep in greedy] == NO_WRITE_TRAIN[1:4]
+    assert info["generated_tokens"] == alone_info["generated_tokens"]  # the riders' tokens are counted apart
+    assert info["greedy_tokens"] == sum(ep.generated_tokens for ep in greedy) > 0
+
+
+def test_row_sampler_samples_some_rows_and_takes_the_argmax_of_the_others():
+    logits = torch.tensor([[0.0, 1.0, 0.0], [9.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    draws = {tuple(row_sampler([1.0, 0.0, 2.0], 3, generator=torch.Generator().manual_seed(s))(logits).tolist())
+             for s in range(40)}
+    assert {d[1] for d in draws} == {0}  # the greedy row
+    assert len({d[2] for d in draws}) == 3 and len({d[0] for d in draws}) > 1  # the sampled rows
+    assert row_sampler(0.0, 3)(logits).tolist() == [1, 0, 0]
+    with pytest.raises(ValueError, match="2 temperatures for 3 rows"):
+        row_sampler([1.0, 0.0], 3)
+    with pytest.raises(ValueError, match=">= 0"):
+        row_sampler([1.0, -0.5, 0.0], 3)
+
+
+def test_a_step_with_a_probe_returns_its_greedy_episodes_apart_from_the_rollouts(tiny_model, tokenizer):
+    trainer = make_trainer(tiny_model, tokenizer, "grpo")
+    result = trainer.step(NO_WRITE_TRAIN[:2], probe_seed=3)
+    assert [ep.task_id for ep in result.probe] == NO_WRITE_TRAIN[:2]
+    assert not {id(ep) for ep in result.probe} & {id(ep) for ep in result.rollouts}
+    assert result.metrics["rollout_episodes"] == len(result.rollouts)
 
 
 def test_rollout_masks_only_generated_tokens(tiny_model, tokenizer):
@@ -293,7 +336,7 @@ def test_activation_checkpointing_gives_the_same_update(tokenizer, method):
     plain, ckpt = tiny_llama(len(tokenizer), seed=7), tiny_llama(len(tokenizer), seed=7)
     a = make_trainer(plain, tokenizer, method, seed=4)
     b = make_trainer(ckpt, tokenizer, method, seed=4, activation_checkpointing=True)
-    episodes, _, _ = a.collect()
+    episodes, _, _, _ = a.collect()
     calls = {"plain": 0, "ckpt": 0}
 
     def counting(forward, name):  # not a forward hook: hooks do not fire in the recompute
