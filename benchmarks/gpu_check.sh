@@ -14,10 +14,18 @@
 #          and with activation checkpointing
 #       4. benchmarks/token_logp.py: the policy log-probs through a 151,936 x 2,560 head, one pass
 #          vs checkpointed chunks (16,384 tokens, bf16)
+#       5. benchmarks/decode_speed.py (issue #17): the rollout sampler's decode step, eager vs the
+#          static KV cache vs its CUDA-graph replay, at batch 1/8/32/64 on the random Qwen3-0.6B
+#          shape in bf16: ms per step, tokens/s, prefill ms, the memory-bound floor (H200
+#          bandwidth), and the same greedy tokens on every path (asserted) -> decode_speed.json
 #     Logs and JSON go to $OUT (default ./gpu_check_out). The device call (carry both folders):
 #       run(command="bash benchmarks/gpu_check.sh run", carry=[".whl", ".gpu_assets"], timeout_s=590)
 #
 #   SGCD_GPU_CHECK_STAGES="3 4" bash benchmarks/gpu_check.sh run   # only the stages named (default all)
+#     The stage limits (140 + 160 + 2x100 + 60 + 120 s) add up to more than one 590 s device call;
+#     stages rarely use their limit, but to be safe run stage 5 as its own call:
+#       run(command="SGCD_GPU_CHECK_STAGES=5 bash benchmarks/gpu_check.sh run", carry=[".whl", ".gpu_assets"],
+#           timeout_s=200)
 #
 #   SGCD_GPU_CHECK_SMOKE=1 bash benchmarks/gpu_check.sh run
 #     CPU rehearsal of the same script in a venv with only what the GPU image has: tiny shapes,
@@ -63,43 +71,51 @@ run_checks() {
   local div_args=() step_args=(--device cuda --arch qwen3-0.6b --tasks 2 --group-size 4 --max-turns 4
                                --max-new-tokens 128 --repeats 3)
   local logp_args=(--tokens 16384 --hidden 2560 --vocab 151936 --dtype bfloat16 --device cuda --repeats 3)
+  local decode_args=(--device cuda --arch qwen3-0.6b --batches 1,8,32,64 --steps 32 --repeats 2)
   if [ "${SGCD_GPU_CHECK_SMOKE:-0}" = 1 ]; then
     export TRITON_INTERPRET=1
     div_args=(--tokens 64 --vocab 1009 --hidden 64 --repeats 1 --warmup 0 --no-sweep --dtype bfloat16)
     step_args=(--device cpu --arch qwen3-tiny --tasks 2 --group-size 2 --max-turns 3 --max-new-tokens 4 --repeats 1)
     logp_args=(--tokens 512 --hidden 64 --vocab 1009 --chunk-size 128 --repeats 1)
+    decode_args=(--device cpu --arch qwen3-tiny --batches 1,8 --steps 4 --repeats 1)
   else
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
   fi
   "$py" -c "import torch, transformers, triton; print('torch', torch.__version__, '| transformers', \
 transformers.__version__, '| triton', triton.__version__, '| cuda', torch.cuda.is_available())" | tee "$out/versions.txt"
 
-  # Each stage has its own time limit (seconds; the whole run stays under ~9 min even if one
-  # hangs), and its log is written to $OUT as it goes, so a cut run still returns what it did.
+  # Each stage has its own time limit (seconds; stages 1-4 stay under ~9 min even if one hangs,
+  # stage 5 adds 120 s: see the header), and its log is written to $OUT as it goes, so a cut run
+  # still returns what it did.
   local t_tests=${SGCD_GPU_CHECK_T_TESTS:-140} t_div=${SGCD_GPU_CHECK_T_DIV:-160} t_step=${SGCD_GPU_CHECK_T_STEP:-100}
-  local t_logp=${SGCD_GPU_CHECK_T_LOGP:-60}
-  want() { [[ " ${SGCD_GPU_CHECK_STAGES:-1 2 3 4} " == *" $1 "* ]]; }
+  local t_logp=${SGCD_GPU_CHECK_T_LOGP:-60} t_decode=${SGCD_GPU_CHECK_T_DECODE:-120}
+  want() { [[ " ${SGCD_GPU_CHECK_STAGES:-1 2 3 4 5} " == *" $1 "* ]]; }
   if want 1; then
-  echo "== 1/4 pytest -m gpu (fused kernel; one step of each method on CUDA)"
+  echo "== 1/5 pytest -m gpu (fused kernel; one step of each method on CUDA)"
   SGCD_TEST_TOKENIZER=.gpu_assets/tokenizer timeout "$t_tests" "$py" -m pytest -q -p no:cacheprovider -m gpu \
     tests/algorithms/test_fused_divergence.py tests/local/test_trainer.py 2>&1 \
     | tee "$out/pytest_gpu.txt" || status=1
   fi
   if want 2; then
-  echo "== 2/4 divergence: naive vs chunked vs fused vs floor"
+  echo "== 2/5 divergence: naive vs chunked vs fused vs floor"
   timeout "$t_div" "$py" benchmarks/gpu_divergence_check.py --out "$out" "${div_args[@]}" 2>&1 \
     | tee "$out/divergence.txt" || status=1
   fi
   if want 3; then
-  echo "== 3/4 local trainer: GRPO+KL, SGCD, SDPO steps (without, then with activation checkpointing)"
+  echo "== 3/5 local trainer: GRPO+KL, SGCD, SDPO steps (without, then with activation checkpointing)"
   timeout "$t_step" "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" 2>&1 \
     | tee "$out/step_overhead.txt" || status=1
   timeout "$t_step" "$py" benchmarks/step_overhead.py --tokenizer .gpu_assets/tokenizer "${step_args[@]}" \
     --activation-checkpointing 2>&1 | tee "$out/step_overhead_ckpt.txt" || status=1
   fi
   if want 4; then
-  echo "== 4/4 policy log-probs through the LM head: one pass vs checkpointed chunks"
+  echo "== 4/5 policy log-probs through the LM head: one pass vs checkpointed chunks"
   timeout "$t_logp" "$py" benchmarks/token_logp.py "${logp_args[@]}" 2>&1 | tee "$out/token_logp.txt" || status=1
+  fi
+  if want 5; then
+  echo "== 5/5 rollout decode: eager vs static KV cache vs CUDA graph (ms per step, prefill, floor)"
+  timeout "$t_decode" "$py" benchmarks/decode_speed.py --tokenizer .gpu_assets/tokenizer \
+    --out "$out/decode_speed.json" "${decode_args[@]}" 2>&1 | tee "$out/decode_speed.txt" || status=1
   fi
   echo "gpu_check: $([ $status = 0 ] && echo all checks ran || echo SOME CHECK FAILED, see above)"
   return $status

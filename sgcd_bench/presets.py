@@ -95,6 +95,7 @@ PRESETS: dict[str, Preset] = {
         env="tiny-shop",
         warm_start=SFTSettings(demos=32, held_out=8, epochs=2, lr=3e-4),
         torch_threads=2,
+        probe_tasks=10,  # one tiny-shop task of each kind; rides in the rollout batch (+12% step time)
     ),
     "gpu": Preset(
         name="gpu",
@@ -139,7 +140,7 @@ def with_overrides(preset: Preset, **overrides: Any) -> Preset:
         sampling = replace(sampling, groups_per_batch=overrides["groups_per_batch"])
     top = {k: v for k, v in overrides.items()
            if k in {"prompt_variant", "eval_tasks", "eval_trials", "eval_temperature", "device", "eval_split",
-                    "train_split", "probe_tasks"}
+                    "train_split", "probe_tasks", "torch_threads"}
            and v is not None}
     if "eval_trials" in top and top["eval_trials"] < 1:
         raise PresetError(f"--eval-trials must be >= 1, got {top['eval_trials']}")

@@ -158,7 +158,10 @@ def open_session(options: RunOptions, console: Console, *, splits: tuple[str, ..
         base = run.load_policy(options.model, p, default_cache_dir(), console)
     except (ModelNotFoundError, ModelConfigError, run.RunError) as err:
         raise preflight.InputError(str(err)) from None
-    print_sizes(console, p, env_id, options.model, train_sizes="train" in splits, eval_sizes="eval" in splits)
+    from adapters.local.rollout import decode_path
+
+    print_sizes(console, p, env_id, options.model, train_sizes="train" in splits, eval_sizes="eval" in splits,
+                decode=decode_path(base.model))
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if pieces.user_is_stand_in:
@@ -179,8 +182,9 @@ def open_session(options: RunOptions, console: Console, *, splits: tuple[str, ..
 
 
 def print_sizes(console: Console, p: Any, env_id: str, model: str | None, *, train_sizes: bool = True,
-                eval_sizes: bool = True) -> None:
-    """The run's header: preset, env, model, device, torch threads, prompt, then only the sizes the
+                eval_sizes: bool = True, decode: str | None = None) -> None:
+    """The run's header: preset, env, model, device, the rollouts' ``decode`` path
+    (``adapters.local.rollout.decode_path``), torch threads, prompt, then only the sizes the
     command uses: the train line (steps, groups, budgets, optimizer, dynamic sampling) for a command
     that rolls out on the train split (``train_sizes``), the eval line (split, tasks, trials,
     temperature; the budgets too when there is no train line) for one that evaluates
@@ -189,7 +193,8 @@ def print_sizes(console: Console, p: Any, env_id: str, model: str | None, *, tra
 
     loop, g = p.loop, p.grpo
     lines = [f"[bold]preset {p.name}[/]: env {env_id} · model {model or 'smollm2-135m (embedded)'} · "
-             f"device {p.device}{f' · torch threads {p.torch_threads}' if p.torch_threads else ''} · "
+             f"device {p.device}{f' · decode {decode}' if decode else ''}"
+             f"{f' · torch threads {p.torch_threads}' if p.torch_threads else ''} · "
              f"prompt {p.prompt_variant}{' (stand-in)' if p.prompt_variant in STAND_IN_VARIANTS else ''}"]
     rollouts = f", rollouts {loop.rollout_batch_groups} group(s) at a time" if loop.rollout_batch_groups else ""
     if train_sizes:

@@ -272,6 +272,11 @@ class RolloutEngine:
     """Keep each episode's KV cache from turn to turn and feed only its new tokens (the last
     sampled token, the env's reply, the next generation prompt). ``False`` re-feeds the whole
     suffix every turn: the same tokens at a cost that grows with the square of the turns."""
+    decoder: str = "auto"
+    """How turns are sampled: ``"eager"`` (:func:`extend_and_sample`, a growing DynamicCache: the
+    reference), ``"static"`` (:mod:`.static_decode`: a preallocated cache and a fixed-shape decode
+    step, captured as a CUDA graph on CUDA) or ``"auto"`` (static on CUDA when the model allows
+    it, eager elsewhere). The same token ids either way; :attr:`decode_path` names the choice."""
 
     def __post_init__(self) -> None:
         if self.batch_groups is not None and (not isinstance(self.batch_groups, int) or self.batch_groups < 1):
@@ -280,6 +285,32 @@ class RolloutEngine:
         self.stop_ids = [eos] if isinstance(eos, int) else list(eos)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.stop_ids[0]
+        if self.decoder not in DECODERS:
+            raise ValueError(f"RolloutEngine.decoder must be one of {', '.join(map(repr, DECODERS))}, "
+                             f"got {self.decoder!r}")
+        self._static: Any = None  # the StaticDecoder, made on first use
+
+    @property
+    def decode_path(self) -> str:
+        """What samples the turns (:func:`decode_path`; once the static decoder has run, its own
+        name, which says whether the CUDA-graph capture worked)."""
+        if self._static is not None and self._static.model is self.model:
+            return self._static.name
+        return decode_path(self.model, self.decoder)
+
+    def _static_decoder(self):
+        """The static decoder when :attr:`decoder` selects it for this model, else None."""
+        if self.decoder == "eager":
+            return None
+        from .static_decode import StaticDecoder, static_support
+
+        if self._static is not None and self._static.model is self.model:
+            return self._static
+        on_cuda = next(self.model.parameters()).device.type == "cuda"
+        if self.decoder == "auto" and (not on_cuda or static_support(self.model) is not None):
+            return None
+        self._static = StaticDecoder(self.model)  # raises a ValueError naming why for "static"
+        return self._static
 
     def run(self, task_ids: Sequence[str], group_size: int, *, seed: int) -> tuple[list[Episode], dict[str, float]]:
         """Roll out ``group_size`` siblings of every task; episodes come back grouped by task."""
@@ -363,6 +394,12 @@ class RolloutEngine:
         i at ``temperatures[i]``."""
         prefix_len = len(self.renderer.prefix_ids)
         device = next(self.model.parameters()).device
+        static = self._static_decoder()
+        new_state = BatchCache.from_prefix if static is None else static.from_prefix
+        if static is None:
+            extend = extend_and_sample
+        else:
+            from .static_decode import static_extend_and_sample as extend
         state: BatchCache | None = None
         rows: list[int] = []  # the episode of each row of `state`
         cached = [0] * len(episodes)  # per episode: how many of its suffix tokens `state` holds
@@ -372,7 +409,7 @@ class RolloutEngine:
                 break
             fresh = state is None or not self.keep_turn_cache
             if fresh or any(cached[i] == len(episodes[i].suffix_ids) for i in active):
-                state = BatchCache.from_prefix(cache, prefix_len, len(active))
+                state = new_state(cache, prefix_len, len(active))
                 for i in active:
                     cached[i] = 0
             else:
@@ -380,7 +417,7 @@ class RolloutEngine:
                 state = state.select([row_of[i] for i in active])
             rows = active
             new_tokens = [episodes[i].suffix_ids[cached[i]:] for i in active]
-            outs = extend_and_sample(
+            outs = extend(
                 self.model, state, new_tokens, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids,
                 pad_id=self.pad_id, temperature=[temperatures[i] for i in active],
                 generator=sample_generator(generator, device),
@@ -429,6 +466,32 @@ class RolloutEngine:
             first = next((j for j, (a, b) in enumerate(zip(retokenized, ep.suffix_ids)) if a != b),
                          min(len(retokenized), len(ep.suffix_ids)))
             ep.retokenization_mismatches.append((turn, first))
+
+
+DECODERS = ("auto", "eager", "static")
+"""The values of ``RolloutEngine.decoder``."""
+
+
+def decode_path(model: torch.nn.Module, decoder: str = "auto") -> str:
+    """What ``decoder`` samples ``model``'s turns with: ``"eager"``, ``"static"`` or
+    ``"static+cuda-graph"``, with the reason in parentheses when "auto" stays eager on CUDA. "auto"
+    is static+cuda-graph on CUDA when the model allows it (the eager step is host-bound there) and
+    eager elsewhere (on a CPU both cost the same: ``benchmarks/decode_speed.py``)."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(map(repr, DECODERS))}, got {decoder!r}")
+    if decoder == "eager":
+        return "eager"
+    from .static_decode import static_support
+
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    reason = static_support(model)
+    if decoder == "static" and reason is not None:
+        raise ValueError(f"the static decoder cannot run this model: {reason}")
+    if decoder == "auto" and not on_cuda:
+        return "eager"
+    if reason is not None:
+        return f"eager (static path unsupported: {reason})"
+    return "static+cuda-graph" if on_cuda else "static"
 
 
 def sample_generator(parent: torch.Generator, device: torch.device | str = "cpu") -> torch.Generator:

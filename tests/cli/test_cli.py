@@ -46,6 +46,13 @@ def test_bad_rollout_batch_fails_before_training(tmp_path):
                    "rollout_batch_groups must be None or >= 1, got 0")
 
 
+def test_threads_option_sets_the_torch_threads_and_a_bad_count_fails_before_training(tmp_path):
+    from sgcd_bench.presets import get_preset, with_overrides
+
+    assert with_overrides(get_preset("cpu"), torch_threads=1).torch_threads == 1
+    one_line_error(invoke("train", "grpo", "--threads", "0", "--out", str(tmp_path)), "--threads must be >= 1, got 0")
+
+
 def test_unknown_env(tmp_path):
     one_line_error(invoke("compare", "grpo", "--env", "tau3-airlin", "--out", str(tmp_path)),
                    "Did you mean 'tau3-airline'?")

@@ -131,6 +131,7 @@ def test_compare_with_several_seeds_trains_each_method_once_per_seed(tmp_path, t
                     "--threads", "1", "--probe-tasks", "3")
     assert result.exit_code == 0, result.output
     assert "seeds 3, 5: every method trains once per seed" in result.output
+    assert "device cpu · decode eager · torch threads 1" in " ".join(result.output.split())  # wrapped
     assert "probe: the first 3 train tasks, greedy, in every step's first rollout batch" in result.output
     with ResultStore(out / "results.sqlite") as store:
         runs = [r for r in store.runs() if r.method == "grpo"]
