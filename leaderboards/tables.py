@@ -55,12 +55,14 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPORT_FORMATS",
     "LeaderboardRow",
+    "SuiteRow",
     "export",
     "leaderboard_rows",
     "leaderboard_tables",
     "learning_table",
     "print_leaderboard",
     "stand_in_notes",
+    "suite_rows",
 ]
 
 DO_NOTHING = "do-nothing"
@@ -236,6 +238,88 @@ def leaderboard_rows(
     return tables
 
 
+@dataclass(frozen=True)
+class SuiteRow:
+    """One method and model across a suite's domains (:attr:`EnvEntry.suite`): the newest
+    evaluated run of that method, model and preset on each domain."""
+
+    kind: Kind
+    method: str
+    model: str | None
+    preset: str | None
+    domains: dict[str, LeaderboardRow]
+    """env id → the domain's row, in the suite table's domain order."""
+
+    @property
+    def overall(self) -> float:
+        """The domains' mean pass@1, each domain weighing the same:
+        ``overall = (1/D) Σ_d pass@1_d`` (a domain's own pass@1 is its mean over tasks)."""
+        return sum(r.pass_at_1 or 0.0 for r in self.domains.values()) / len(self.domains)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n for r in self.domains.values() for n in r.notes))
+
+
+def suite_rows(tables: dict[str, list[LeaderboardRow]]) -> dict[str, tuple[list[str], list[SuiteRow]]]:
+    """suite → (its domains with a measured row, in table order; one :class:`SuiteRow` per method,
+    model and preset measured on every one of them, best overall first), for each suite with
+    measured rows on two or more domains. A method measured on fewer domains gets no row, so every
+    overall averages the same domains."""
+    domains: dict[str, list[str]] = {}
+    for env, rows in tables.items():
+        suite = _entry(env).suite
+        if suite is not None and any(r.kind != "reference" for r in rows):
+            domains.setdefault(suite, []).append(env)
+    out = {}
+    for suite, envs in domains.items():
+        if len(envs) < 2:
+            continue
+        newest: dict[tuple[Any, ...], dict[str, LeaderboardRow]] = {}
+        for env in envs:
+            for r in sorted((r for r in tables[env] if r.kind != "reference"), key=lambda r: r.run_id or 0):
+                newest.setdefault((r.kind, r.method, r.model, r.preset), {})[env] = r
+        rows = [SuiteRow(kind, method, model, preset, {env: found[env] for env in envs})
+                for (kind, method, model, preset), found in newest.items() if len(found) == len(envs)]
+        rows.sort(key=lambda r: (r.kind != "baseline", -r.overall))
+        out[suite] = (envs, rows)
+    return out
+
+
+def _suite_columns(envs: Sequence[str], compact: bool) -> list[tuple[str, Any]]:
+    def domain(env: str):
+        return lambda r: f"{_f(r.domains[env].pass_at_1)} (#{r.domains[env].run_id})"
+
+    cols: list[tuple[str, Any]] = [("row", _label),
+                                   ("method", lambda r: r.method), ("model", lambda r: r.model or "—"),
+                                   ("preset", lambda r: r.preset or "—")]
+    cols += [(f"{_entry(env).display_title} pass@1 (run)", domain(env)) for env in envs]
+    cols.append(("overall pass@1", lambda r: _f(r.overall)))
+    join = (lambda notes: " ".join(NOTE_CODES[n] for n in notes if n in NOTE_CODES)) if compact else "; ".join
+    cols.append(("notes", lambda r: join(r.notes)))
+    return cols
+
+
+def _suite_caption(envs: Sequence[str], rows: Sequence[SuiteRow], compact: bool) -> list[str]:
+    titles = ", ".join(_entry(env).display_title for env in envs)
+    lines = [f"overall = mean of the {len(envs)} domains' pass@1 ({titles}), each domain weighing the same; "
+             "a row needs a run of its method, model and preset on every domain (the newest one each)"]
+    notes = {n for r in rows for n in r.notes}
+    lines += [f"{f'[{NOTE_CODES[n]}] ' if compact else ''}{n}: {NOTE_LEGEND[n]}" for n in NOTE_LEGEND if n in notes]
+    return lines
+
+
+def _suite_table(suite: str, envs: Sequence[str], rows: Sequence[SuiteRow], compact: bool) -> Table:
+    cols = _suite_columns(envs, compact)
+    table = Table(title=f"{suite} overall leaderboard", caption="\n".join(_suite_caption(envs, rows, compact)),
+                  caption_justify="left")
+    for header, _ in cols:
+        table.add_column(header, justify="right" if "pass@1" in header else "left", overflow="fold")
+    for r in rows:
+        table.add_row(*[Text(fn(r)) for _, fn in cols])
+    return table
+
+
 # --------------------------------------------------------------------------- columns
 
 Column = tuple[str, Any]  # (header, row -> str)
@@ -409,7 +493,8 @@ def leaderboard_tables(
     store: ResultStore, env: str | None = None, *, include_reference: bool = True,
     compact: bool = True, width: int | None = None,
 ) -> list[Table]:
-    """One rich Table per environment (see :func:`leaderboard_rows`).
+    """One rich Table per environment (see :func:`leaderboard_rows`), then one per suite whose
+    domains were run with the same method and model (:func:`suite_rows`).
 
     ``compact`` moves settings shared by every measured row into the caption and writes notes
     as codes; ``width`` (a terminal's columns) drops columns in :data:`HIDE_ORDER` until the
@@ -428,6 +513,8 @@ def leaderboard_tables(
                 hide.append(h)
                 table = _table(name, rows, compact, hide)
         out.append(table)
+    for suite, (envs, rows) in suite_rows(leaderboard_rows(store, env, include_reference=False)).items():
+        out.append(_suite_table(suite, envs, rows, compact))
     return out
 
 
@@ -480,6 +567,15 @@ def _markdown(tables: dict[str, list[LeaderboardRow]]) -> str:
             parts.append("| " + " | ".join(cells) + " |")
         parts.append("")
         parts += [f"- {line}" for line in _caption_lines(rows)]
+        parts.append("")
+    for suite, (envs, rows) in suite_rows(tables).items():
+        cols = _suite_columns(envs, compact=False)
+        parts.append(f"### {suite} overall leaderboard\n")
+        parts.append("| " + " | ".join(h for h, _ in cols) + " |")
+        parts.append("|" + "|".join("---" for _ in cols) + "|")
+        parts += ["| " + " | ".join(fn(r).replace("|", "\\|") for _, fn in cols) + " |" for r in rows]
+        parts.append("")
+        parts += [f"- {line}" for line in _suite_caption(envs, rows, compact=False)]
         parts.append("")
     return "\n".join(parts)
 

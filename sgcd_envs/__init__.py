@@ -13,11 +13,15 @@ from .plugins import PLUGIN_GROUP, BrokenPlugin
 from .registry import (ENVS, EnvEntry, UnknownEnvError, broken_plugins, env_entry, env_ids, load_plugins, make,
                        register_env, unregister_env)
 
+TAU_FAMILY = "τ-family"
+"""The suite of the τ-bench domains (one overall leaderboard table across them)."""
+
 register_env(
     "sgcd_envs/Tau3Airline-v0",
     entry_point="sgcd_envs.tau3_airline.env:Tau3AirlineEnv",
     description="τ³-bench airline (50 tasks, DB × communicate reward)",
     alias="tau3-airline",
+    suite=TAU_FAMILY,
     title="τ³-airline",
     write_tools="sgcd_envs.tau3_airline.tools:WRITE_TOOLS",
     task_categories=TASK_CATEGORIES,
@@ -32,6 +36,7 @@ register_env(
     entry_point="sgcd_envs.tau2_retail.env:Tau2RetailEnv",
     description="τ²-bench retail (114 tasks, DB × communicate reward)",
     alias="tau2-retail",
+    suite=TAU_FAMILY,
     title="τ²-retail",
     agent_names=("tau2_retail_agent",),
     write_tools="sgcd_envs.tau2_retail.tools:WRITE_TOOLS",

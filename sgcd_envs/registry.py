@@ -60,6 +60,10 @@ class EnvEntry:
     """Name of its leaderboard (default: the id)."""
     family: str | None = None
     """Benchmark family whose reported results are the leaderboard's reference rows (default: the alias)."""
+    suite: str | None = None
+    """The benchmark suite the env is one domain of (``τ-family`` for τ³-airline and τ²-retail):
+    when a method and model were evaluated on several of its domains, the leaderboard adds the
+    suite's overall table (:func:`leaderboards.tables.suite_rows`)."""
     write_tools: Collection[str] | str = ()
     """Names of the state-changing tools (for the offline summarizer), or a ``"module:NAME"`` of them."""
     task_categories: tuple[str, ...] = ()

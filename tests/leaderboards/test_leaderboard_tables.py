@@ -10,7 +10,7 @@ from rich.console import Console
 
 from leaderboards.collapse import COLLAPSE_FLAG
 from leaderboards.store import EpisodeResult, ResultStore, StandIns
-from leaderboards.tables import export, leaderboard_rows, print_leaderboard, stand_in_notes
+from leaderboards.tables import export, leaderboard_rows, print_leaderboard, stand_in_notes, suite_rows
 
 TAU = "sgcd_envs/Tau3Airline-v0"
 APPWORLD = "sgcd_envs/AppWorld-v0"
@@ -309,3 +309,38 @@ def test_greedy_trials_are_flagged_not_silent(tmp_path):
     assert "(run #1)" in text
     flagged = [r["run_id"] for r in exported["rows"] if r["greedy_trials"]]
     assert flagged == [1] and "greedy trials" in exported["legend"]
+
+
+RETAIL = "sgcd_envs/Tau2Retail-v0"
+
+
+def test_the_tau_family_overall_averages_each_method_and_model_over_the_domains(tmp_path):
+    """Runs of one method and model on τ³-airline and τ²-retail get a τ-family row: the domains'
+    mean pass@1 (newest run per domain); a method run on one domain only gets none."""
+    with ResultStore(tmp_path / "lb.sqlite") as s:
+        def run(env, method, passes, model="m", user=True):
+            run_id = s.start_run(method=method, env=env, split="test", model=model, user_simulator="scripted",
+                                 stand_ins=StandIns(user=user), preset="gpu")
+            s.record_evaluation(run_id, 4, tau_episodes(passes, 1, trials=1), wall_s=1.0, tokens=10)
+            return run_id
+
+        run(TAU, "grpo", {})                         # older airline grpo: replaced by the newer one
+        airline = run(TAU, "grpo", {"0": 1, "1": 1})  # 2/6 action + 4/4 no-write: 0.6
+        retail = run(RETAIL, "grpo", {})              # 0/6 + 4/4: 0.4
+        run(TAU, "sgcd", {"0": 1})                    # one domain only: no overall row
+        run(TAU, "grpo", {"0": 1}, model="other")     # another model: its own key, one domain only
+        tables = leaderboard_rows(s)
+        ((suite, (envs, rows)),) = suite_rows(tables).items()
+        assert suite == "τ-family" and envs == [TAU, RETAIL]
+        ((row),) = rows
+        assert (row.method, row.model) == ("grpo", "m")
+        assert {env: r.run_id for env, r in row.domains.items()} == {TAU: airline, RETAIL: retail}
+        assert row.overall == pytest.approx((0.6 + 0.4) / 2) and row.notes == ("stand-in user",)
+        console = Console(record=True, width=200)
+        print_leaderboard(s, console=console)
+        text = console.export_text()
+        assert "τ-family overall leaderboard" in text and "0.500" in text and f"0.600 (#{airline})" in text
+        assert "each domain weighing the same" in text
+        md = export(s, "markdown", tmp_path / "lb.md").read_text()
+        assert "### τ-family overall leaderboard" in md and f"| 0.600 (#{airline}) | 0.400 (#{retail}) | 0.500 |" in md
+        assert not suite_rows({TAU: tables[TAU]})  # one domain: no suite table
