@@ -26,10 +26,11 @@ META_FILE = "checkpoint.json"
 KEEP_CHECKPOINTS = 1
 """Newest checkpoints kept per run (each holds the model and the optimizer state; saves are atomic,
 so the newest is always whole)."""
-RESUMABLE_SETTINGS = frozenset({"loop.steps", "torch_threads", "device", "eval_split", "eval_tasks",
+RESUMABLE_SETTINGS = frozenset({"loop.steps", "torch_threads", "device", "decoder", "eval_split", "eval_tasks",
                                 "eval_trials", "eval_temperature"})
 """Settings a resumed run may change: the total steps, and what does not shape the training
-(threads, the device, the evaluation). Anything else must match the checkpoint."""
+(threads, the device, the rollouts' decode path, the evaluation). Anything else must match the
+checkpoint."""
 
 
 class CheckpointError(InputError):

@@ -42,6 +42,12 @@ class PromptVariant(str, Enum):
     compact = "compact"
 
 
+class Decoder(str, Enum):
+    auto = "auto"
+    eager = "eager"
+    static = "static"
+
+
 def fail(message: str) -> None:
     """Print one line and exit 1 (typer's pattern for user errors)."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -133,6 +139,9 @@ EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first
 EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: the preset's; cpu sets it).")]
+DecoderOpt = Annotated[Optional[Decoder], typer.Option(
+    help="How rollouts decode: auto (a static KV cache with CUDA-graph steps on CUDA, eager on a CPU), eager "
+         "(transformers' growing cache: the reference) or static. The same tokens either way. Default: auto.")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device: cpu, cuda, cuda:1 ... (default: the preset's).")]
 PromptOpt = Annotated[Optional[PromptVariant], typer.Option(help="System prompt: faithful (full policy + schemas) or "
                                                                  "compact (labelled stand-in for CPU runs).")]
@@ -188,6 +197,7 @@ def compare(
     eval_split: EvalSplitOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    decoder: DecoderOpt = None,
     prompt: PromptOpt = None,
     seeds: Annotated[Optional[str], typer.Option(
         help="Several seeds, e.g. 0,1,2: each method trains once per seed from the same (warm-started) model; "
@@ -285,6 +295,7 @@ def train(
     eval_split: EvalSplitOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    decoder: DecoderOpt = None,
     prompt: PromptOpt = None,
     save_checkpoint: Annotated[bool, typer.Option(
         help="Keep a checkpoint (model, optimizer, RNG, config) in OUT/checkpoints/run_NNNN: at the end, before "
@@ -348,6 +359,7 @@ def sft(
     max_new_tokens: TokensOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    decoder: DecoderOpt = None,
     prompt: PromptOpt = None,
     sft_demos: SftDemosOpt = None,
     sft_epochs: SftEpochsOpt = None,
@@ -378,6 +390,7 @@ def eval_(
     eval_trials: EvalTrialsOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    decoder: DecoderOpt = None,
     prompt: PromptOpt = None,
     user_base_url: UserUrlOpt = None,
     user_model: UserModelOpt = None,

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from adapters.local.prompting import PromptVariant
+from adapters.local.rollout import DECODERS
 from adapters.local.sft import SFTSettings
 from adapters.local.trainer import LoopSettings
 from algorithms.config import DynamicSamplingConfig, GRPOConfig, SDPOConfig, SGCDConfig
@@ -53,6 +54,8 @@ class Preset:
     """Every step, play the first N train tasks greedily in the step's first rollout batch (the
     probe: the same tasks every step and seed, so its curve moves only with the policy, measured
     before each update); None or 0 = no probe."""
+    decoder: str = "auto"
+    """How rollouts decode (``adapters.local.rollout.RolloutEngine.decoder``): auto, eager or static."""
     torch_threads: int | None = None
     """CPU threads torch may use (``torch.set_num_threads``); None = torch's default. Set it: on a
     loaded 2-core machine torch's default threads stalled a rollout for 5× its time (issue 15)."""
@@ -69,7 +72,7 @@ class Preset:
             "eval_tasks": self.eval_tasks, "eval_trials": self.eval_trials,
             "eval_temperature": self.eval_temperature, "device": self.device,
             "scripted_user_turns": self.scripted_user_turns, "env": self.env, "torch_threads": self.torch_threads,
-            "probe_tasks": self.probe_tasks,
+            "probe_tasks": self.probe_tasks, "decoder": self.decoder,
             "loop": asdict(self.loop), "grpo": asdict(self.grpo), "sampling": asdict(self.sampling),
             "sgcd": asdict(self.sgcd), "sdpo": asdict(self.sdpo),
             "warm_start": asdict(self.warm_start) if self.warm_start else None,
@@ -140,8 +143,10 @@ def with_overrides(preset: Preset, **overrides: Any) -> Preset:
         sampling = replace(sampling, groups_per_batch=overrides["groups_per_batch"])
     top = {k: v for k, v in overrides.items()
            if k in {"prompt_variant", "eval_tasks", "eval_trials", "eval_temperature", "device", "eval_split",
-                    "train_split", "probe_tasks", "torch_threads"}
+                    "train_split", "probe_tasks", "torch_threads", "decoder"}
            and v is not None}
+    if "decoder" in top and top["decoder"] not in DECODERS:
+        raise PresetError(f"--decoder must be one of {', '.join(DECODERS)}, got {top['decoder']!r}")
     if "eval_trials" in top and top["eval_trials"] < 1:
         raise PresetError(f"--eval-trials must be >= 1, got {top['eval_trials']}")
     if "torch_threads" in top and top["torch_threads"] < 1:

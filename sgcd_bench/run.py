@@ -465,7 +465,8 @@ def policy_engine(base: LoadedModel, pieces: Pieces, model: torch.nn.Module, spl
     renderer = ChatRenderer(base.tokenizer, system_prompt(info["policy"], info["tools"], variant=preset.prompt_variant))
     return RolloutEngine(model, base.tokenizer, renderer, lambda: pieces.make_env(split),
                          max_new_tokens=preset.loop.max_new_tokens, max_turns=preset.loop.max_turns,
-                         temperature=temperature, batch_groups=preset.loop.rollout_batch_groups)
+                         temperature=temperature, batch_groups=preset.loop.rollout_batch_groups,
+                         decoder=preset.decoder)
 
 
 def evaluate_only(base: LoadedModel, pieces: Pieces, store: ResultStore, *, console: Console,

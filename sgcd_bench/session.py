@@ -21,7 +21,7 @@ from sgcd_bench import preflight
 PRESET_OVERRIDES = ("seed", "steps", "group_size", "groups_per_batch", "max_turns", "max_new_tokens", "lr",
                     "micro_batch_groups", "rollout_batch_groups", "activation_checkpointing", "eval_tasks",
                     "eval_trials", "eval_split", "device", "warm_start", "sft_demos", "sft_epochs", "sft_lr",
-                    "probe_tasks")
+                    "probe_tasks", "decoder")
 """Options that override a preset size of the same name (None keeps the preset's)."""
 
 
@@ -54,6 +54,7 @@ class RunOptions:
     sft_epochs: int | None = None
     sft_lr: float | None = None
     threads: int | None = None
+    decoder: str | None = None
     probe_tasks: int | None = None
     summarizer_base_url: str | None = None
     summarizer_model: str | None = None
@@ -161,7 +162,7 @@ def open_session(options: RunOptions, console: Console, *, splits: tuple[str, ..
     from adapters.local.rollout import decode_path
 
     print_sizes(console, p, env_id, options.model, train_sizes="train" in splits, eval_sizes="eval" in splits,
-                decode=decode_path(base.model))
+                decode=decode_path(base.model, p.decoder))
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if pieces.user_is_stand_in:

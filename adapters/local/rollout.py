@@ -165,7 +165,8 @@ def extend_and_sample(
     New tokens of different lengths are right-aligned; the gap is masked out of attention and
     positions are counted over attended tokens only. Sampling is ancestral at ``temperature``,
     one for all rows or one per row (0 = greedy); only the sampled rows draw from ``generator``,
-    so greedy rows riding along leave the others' draws as they were. A row stops after emitting
+    so greedy rows riding along leave the others' random numbers as they were (the batch's shape
+    can still change a logit's rounding). A row stops after emitting
     any of ``stop_ids`` (which is kept) or ``max_new_tokens`` tokens. Once a row has stopped, the
     steps it idles through are masked.
     """

@@ -53,6 +53,20 @@ def test_threads_option_sets_the_torch_threads_and_a_bad_count_fails_before_trai
     one_line_error(invoke("train", "grpo", "--threads", "0", "--out", str(tmp_path)), "--threads must be >= 1, got 0")
 
 
+def test_decoder_option_reaches_the_preset_and_a_static_decoder_is_named_in_the_header(tmp_path, tokenizer):
+    from sgcd_bench.presets import PresetError, get_preset, with_overrides
+
+    assert with_overrides(get_preset("cpu"), decoder="static").decoder == "static"
+    with pytest.raises(PresetError, match="--decoder must be one of auto, eager, static"):
+        with_overrides(get_preset("cpu"), decoder="graph")
+    model_dir = tmp_path / "tiny"
+    tiny_model_dir(model_dir, tokenizer)
+    result = invoke("eval", "--model", str(model_dir), "--out", str(tmp_path / "runs"), "--max-turns", "1",
+                    "--max-new-tokens", "3", "--eval-tasks", "2", "--env", "tiny-shop", "--decoder", "static")
+    assert result.exit_code == 0, result.output
+    assert "device cpu · decode static ·" in " ".join(result.output.split())
+
+
 def test_unknown_env(tmp_path):
     one_line_error(invoke("compare", "grpo", "--env", "tau3-airlin", "--out", str(tmp_path)),
                    "Did you mean 'tau3-airline'?")
