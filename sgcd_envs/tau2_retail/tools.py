@@ -21,13 +21,12 @@ own docstrings here are for readers of this code.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 from collections.abc import Callable
 from typing import Any
 
 from ..core import ToolCall, ToolExecutionError, ToolSpec, function_schema
-from ..tau_common.tools import bounded_eval, run_atomically
+from ..tau_common.tools import bounded_eval, documented_stub, run_atomically
 from .data import upstream_tool_docs
 from .state import RetailState
 
@@ -327,24 +326,11 @@ WRITE_TOOLS = frozenset({
 """The seven tools upstream marks ``ToolType.WRITE``."""
 
 
-def _as_documented(fn: Callable[..., Any], doc: str) -> Callable[..., Any]:
-    """A stand-in of ``fn`` for :func:`function_schema`: upstream's docstring, ``fn``'s
-    signature without its ``db`` parameter."""
-    def documented(*args: Any, **kwargs: Any) -> Any:
-        raise TypeError("schema stand-in; not callable")
-
-    sig = inspect.signature(fn, eval_str=True)
-    documented.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])  # type: ignore[attr-defined]
-    documented.__doc__ = doc
-    documented.__name__ = fn.__name__
-    return documented
-
-
 @functools.lru_cache(maxsize=1)
 def tool_specs() -> tuple[ToolSpec, ...]:
     """OpenAI schemas of the 15 tools: our signatures, upstream's docstrings."""
     docs = upstream_tool_docs()
-    return tuple(ToolSpec(schema=function_schema(_as_documented(fn, docs[name])), writes=name in WRITE_TOOLS)
+    return tuple(ToolSpec(schema=function_schema(documented_stub(fn, docs[name])), writes=name in WRITE_TOOLS)
                  for name, fn in TOOLS.items())
 
 

