@@ -300,17 +300,14 @@ class RolloutEngine:
         return decode_path(self.model, self.decoder)
 
     def _static_decoder(self):
-        """The static decoder when :attr:`decoder` selects it for this model, else None."""
-        if self.decoder == "eager":
-            return None
-        from .static_decode import StaticDecoder, static_support
-
+        """The static decoder when :func:`decode_path` picks it for this model, else None."""
         if self._static is not None and self._static.model is self.model:
             return self._static
-        on_cuda = next(self.model.parameters()).device.type == "cuda"
-        if self.decoder == "auto" and (not on_cuda or static_support(self.model) is not None):
+        if not decode_path(self.model, self.decoder).startswith("static"):  # raises for an unfit "static"
             return None
-        self._static = StaticDecoder(self.model)  # raises a ValueError naming why for "static"
+        from .static_decode import StaticDecoder
+
+        self._static = StaticDecoder(self.model)
         return self._static
 
     def run(self, task_ids: Sequence[str], group_size: int, *, seed: int) -> tuple[list[Episode], dict[str, float]]:
@@ -482,14 +479,14 @@ def decode_path(model: torch.nn.Module, decoder: str = "auto") -> str:
         raise ValueError(f"decoder must be one of {', '.join(map(repr, DECODERS))}, got {decoder!r}")
     if decoder == "eager":
         return "eager"
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    if decoder == "auto" and not on_cuda:
+        return "eager"
     from .static_decode import static_support
 
-    on_cuda = next(model.parameters()).device.type == "cuda"
     reason = static_support(model)
     if decoder == "static" and reason is not None:
         raise ValueError(f"the static decoder cannot run this model: {reason}")
-    if decoder == "auto" and not on_cuda:
-        return "eager"
     if reason is not None:
         return f"eager (static path unsupported: {reason})"
     return "static+cuda-graph" if on_cuda else "static"
