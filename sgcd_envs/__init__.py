@@ -47,6 +47,21 @@ register_env(
     reference_turns="sgcd_envs.tau2_retail.demonstration:reference_turns",
 )
 register_env(
+    "sgcd_envs/Tau2Telecom-v0",
+    entry_point="sgcd_envs.tau2_telecom.env:Tau2TelecomEnv",
+    description="τ²-bench telecom (2,285 tasks, dual control: the user has tools; assertion × action reward)",
+    alias="tau2-telecom",
+    suite=TAU_FAMILY,
+    title="τ²-telecom",
+    agent_names=("tau2_telecom_agent",),
+    write_tools="sgcd_envs.tau2_telecom.tools:WRITE_TOOLS",
+    task_categories=TASK_CATEGORIES,
+    takes_user=True,
+    turn_budget="max_turns",
+    stand_in_user="sgcd_envs.tau2_telecom.scripted_user:ScriptedUser",
+    reference_turns="sgcd_envs.tau2_telecom.demonstration:reference_turns",
+)
+register_env(
     "sgcd_envs/TinyShop-v0",
     entry_point="sgcd_envs.tiny_shop.env:TinyShopEnv",
     description="Tiny shop: procedural 1-4-call tool use a ~100M model can learn (the CartPole of tool use)",

@@ -8,6 +8,7 @@ agent name                  class                 env
 ==========================  ====================  ===========================================
 ``tau3_airline_agent``      Tau3AirlineAgentLoop  ``sgcd_envs/Tau3Airline-v0`` (tool calls)
 ``tau2_retail_agent``       Tau2RetailAgentLoop   ``sgcd_envs/Tau2Retail-v0`` (tool calls)
+``tau2_telecom_agent``      Tau2TelecomAgentLoop  ``sgcd_envs/Tau2Telecom-v0`` (tool calls, dual control)
 ``appworld_agent``          AppWorldAgentLoop     ``sgcd_envs/AppWorld-v0`` (Python code actions)
 ==========================  ====================  ===========================================
 
@@ -71,6 +72,8 @@ AGENT_NAME = "tau3_airline_agent"
 ENV_ID = "sgcd_envs/Tau3Airline-v0"
 RETAIL_AGENT_NAME = "tau2_retail_agent"
 RETAIL_ENV_ID = "sgcd_envs/Tau2Retail-v0"
+TELECOM_AGENT_NAME = "tau2_telecom_agent"
+TELECOM_ENV_ID = "sgcd_envs/Tau2Telecom-v0"
 APPWORLD_AGENT_NAME = "appworld_agent"
 APPWORLD_ENV_ID = "sgcd_envs/AppWorld-v0"
 MAX_FEEDBACK_CHARS = 2000
@@ -347,6 +350,19 @@ class Tau2RetailAgentLoop(TauAgentLoop):
     """``sgcd_envs/Tau2Retail-v0`` (see :class:`TauAgentLoop`)."""
 
     default_env_id = RETAIL_ENV_ID
+
+
+@register_default(TELECOM_AGENT_NAME)
+class Tau2TelecomAgentLoop(TauAgentLoop):
+    """``sgcd_envs/Tau2Telecom-v0`` (see :class:`TauAgentLoop`): the user's own tool calls run
+    inside ``env.step`` and never reach the agent's observation, so the loop is airline's.
+    ``configs/agent_loops.yaml`` builds its envs on the ``full`` split (every task id)."""
+
+    default_env_id = TELECOM_ENV_ID
+
+    def episode_fields(self, info: dict[str, Any], end_info: dict[str, Any]) -> dict[str, Any]:
+        return {key: end_info.get(key) for key in ("db_match", "env_assertions", "action_matches", "write_calls",
+                                                   "user_tool_calls")}
 
 
 @register_default(APPWORLD_AGENT_NAME)

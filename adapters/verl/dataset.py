@@ -1,7 +1,8 @@
-"""Write task lists as the parquet files verl's RLHFDataset reads (τ³-airline, τ²-retail, AppWorld).
+"""Write task lists as the parquet files verl's RLHFDataset reads (τ³-airline, τ²-retail,
+τ²-telecom, AppWorld).
 
 ``python -m adapters.verl.dataset OUT_DIR`` → ``OUT_DIR/tau3_airline_{train,test}.parquet``;
-``--env tau2-retail`` → ``OUT_DIR/tau2_retail_{train,test}.parquet``.
+``--env tau2-retail`` → ``OUT_DIR/tau2_retail_{train,test}.parquet`` (``tau2-telecom`` likewise).
 ``python -m adapters.verl.dataset OUT_DIR --appworld train,dev [--root DIR]`` →
 ``OUT_DIR/appworld_{train,dev}.parquet`` from the AppWorld data under ``DIR`` (default
 ``$APPWORLD_ROOT``); the task ids come from AppWorld's own ``load_task_ids`` (through
@@ -26,6 +27,8 @@ from adapters.verl.agent_loop import (
     ENV_ID,
     RETAIL_AGENT_NAME,
     RETAIL_ENV_ID,
+    TELECOM_AGENT_NAME,
+    TELECOM_ENV_ID,
 )
 
 DATA_SOURCE = ENV_ID
@@ -37,12 +40,14 @@ APPWORLD_AGENT_BY_SPLIT = {"train": APPWORLD_AGENT_NAME, "dev": "appworld_dev_ag
 TAU_DOMAINS = {
     "tau3-airline": (ENV_ID, AGENT_NAME, "sgcd_envs.tau3_airline.tasks"),
     "tau2-retail": (RETAIL_ENV_ID, RETAIL_AGENT_NAME, "sgcd_envs.tau2_retail.tasks"),
+    "tau2-telecom": (TELECOM_ENV_ID, TELECOM_AGENT_NAME, "sgcd_envs.tau2_telecom.tasks"),
 }
 """A τ domain's alias → (env id = data source, agent loop, module with ``load_tasks``)."""
 
 
 def rows(split: str, env: str = "tau3-airline") -> list[dict]:
-    """One dataset row per task of ``split`` (train / test / all) of a τ domain (:data:`TAU_DOMAINS`)."""
+    """One dataset row per task of ``split`` of a τ domain (:data:`TAU_DOMAINS`; train / test / all,
+    and telecom's small / base / full); ``extra_info.split``: the task's split (telecom: the one asked for)."""
     import importlib
 
     if env not in TAU_DOMAINS:
@@ -55,7 +60,7 @@ def rows(split: str, env: str = "tau3-airline") -> list[dict]:
             "agent_name": agent_name,
             "prompt": [{"role": "user", "content": f"{env} task {t.id}"}],
             "reward_model": {"style": "env", "ground_truth": ""},
-            "extra_info": {"task_id": t.id, "split": t.split, "index": i},
+            "extra_info": {"task_id": t.id, "split": getattr(t, "split", split), "index": i},
         }
         for i, t in enumerate(load_tasks(split))
     ]

@@ -17,10 +17,12 @@ from .env import (
     AGENT_STOP_TOKEN,
     NORMAL_TERMINATIONS,
     USER_ERROR,
+    USER_SIDE,
     USER_STOP_TOKENS,
     ToolExecutionError,
     ToolUseEnv,
     UserSimulator,
+    is_user_side,
     whitespace_token_count,
 )
 from .parsing import MAX_JSON_DEPTH, ParsedAction, ToolCall, parse_tool_calls, replace_lone_surrogates
@@ -32,6 +34,7 @@ __all__ = [
     "AGENT_STOP_TOKEN",
     "MAX_JSON_DEPTH",
     "USER_ERROR",
+    "USER_SIDE",
     "USER_STOP_TOKENS",
     "NORMAL_TERMINATIONS",
     "ChatMessages",
@@ -46,6 +49,7 @@ __all__ = [
     "agent_texts",
     "communicate_match",
     "function_schema",
+    "is_user_side",
     "parse_tool_calls",
     "replace_lone_surrogates",
     "validate_arguments",

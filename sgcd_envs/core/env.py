@@ -28,10 +28,12 @@ __all__ = [
     "INVALID_CALL_NAME",
     "NORMAL_TERMINATIONS",
     "USER_ERROR",
+    "USER_SIDE",
     "USER_STOP_TOKENS",
     "ToolExecutionError",
     "ToolUseEnv",
     "UserSimulator",
+    "is_user_side",
     "whitespace_token_count",
 ]
 
@@ -50,6 +52,16 @@ USER_ERROR = "user_error"
 INVALID_CALL_NAME = "invalid_tool_call"
 """Name recorded in the assistant message for a call block that could not be parsed."""
 
+USER_SIDE = "user"
+"""``message["requestor"]`` of the messages of a dual-control user's own tool calls (its call
+message and their results, as upstream τ²'s ``requestor``): kept in the trajectory, never in
+the agent's observation."""
+
+
+def is_user_side(message: Mapping[str, Any]) -> bool:
+    """Whether a trajectory message belongs to the user's own tool use (hidden from the agent)."""
+    return message.get("requestor") == USER_SIDE
+
 
 class ToolExecutionError(ValueError):
     """A tool refused the call (an agent mistake). Becomes an error observation."""
@@ -64,6 +76,15 @@ class UserSimulator(Protocol):
     (OpenAI chat messages, the last one the agent's). A reply containing one of
     :data:`USER_STOP_TOKENS` ends the episode. ``name`` labels results
     (``info["user_simulator"]``), e.g. ``"scripted-stand-in"`` or ``"llm:<model>"``.
+
+    Dual control (an env whose user has tools of its own, e.g. τ²-telecom's phone): the env
+    calls the simulator's ``bind_tools(schemas)``, if it has one, once at construction with the
+    user's OpenAI tool schemas, and ``respond`` may then answer with an OpenAI-style message
+    that carries ``tool_calls`` (``{"role": "user", "content": ..., "tool_calls": [...]}``)
+    instead of a text. The env runs those calls on the user's side and asks again, the
+    conversation now holding the user's call message and its ``role: "tool"`` results (marked
+    ``"requestor": "user"``), until the user answers with a text. The agent sees none of the
+    user's calls or results (:data:`USER_SIDE`).
 
     A simulator may also declare ``error_types``: the exceptions its ``reset``/``respond`` raise
     when the simulator itself fails (e.g. the LLM user's server is down after its retries). The
@@ -156,7 +177,10 @@ class ToolUseEnv(gym.Env):
     ## Arguments
     ``user`` (a :class:`UserSimulator`), ``max_turns``, ``max_tokens``, ``token_counter``
     (``str -> int``, default :func:`whitespace_token_count`), ``max_errors``,
-    ``max_messages``, ``max_tool_output_chars`` (longer outputs are cut and marked).
+    ``max_messages``, ``max_tool_output_chars`` (longer outputs are cut and marked),
+    ``user_tools`` (the user's own tools in a dual-control env; see :class:`UserSimulator`: the
+    user's calls are checked and run like the agent's, through :meth:`_run_user_tool`, and their
+    errors count towards ``max_errors``, as upstream τ²'s orchestrator counts both sides').
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -175,6 +199,7 @@ class ToolUseEnv(gym.Env):
         max_messages: int = 200,
         max_tool_output_chars: int = 50_000,
         render_mode: str | None = None,
+        user_tools: Sequence[ToolSpec] = (),
     ) -> None:
         for label, value in (("max_turns", max_turns), ("max_errors", max_errors), ("max_messages", max_messages),
                              ("max_tool_output_chars", max_tool_output_chars)):
@@ -187,7 +212,11 @@ class ToolUseEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.tools: dict[str, ToolSpec] = {t.name: t for t in tools}
+        self.user_tools: dict[str, ToolSpec] = {t.name: t for t in user_tools}
         self.user = user
+        bind_tools = getattr(user, "bind_tools", None)
+        if self.user_tools and callable(bind_tools):
+            bind_tools([copy.deepcopy(t.schema) for t in self.user_tools.values()])
         self.max_turns = max_turns
         self.max_tokens = max_tokens
         self.token_counter = token_counter or whitespace_token_count
@@ -203,6 +232,7 @@ class ToolUseEnv(gym.Env):
         self._started = False
         self._turns = self._tokens = self._errors = self._write_calls = self._writes_done = 0
         self._calls: list[ToolCall] = []
+        self._user_calls: list[ToolCall] = []
 
     # -- subclass hooks ------------------------------------------------------------
     def _begin_episode(self, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -213,6 +243,10 @@ class ToolUseEnv(gym.Env):
         """Run a schema-valid call on the episode state; raise ``tool_error_types`` for agent
         mistakes, leaving the state unchanged."""
         raise NotImplementedError
+
+    def _run_user_tool(self, call: ToolCall) -> str:
+        """Run a schema-valid call of the user's (dual control, ``user_tools``); as :meth:`_run_tool`."""
+        raise NotImplementedError(f"{type(self).__name__} declares user_tools but does not run them")
 
     def _score(self, termination: str) -> dict[str, Any]:
         """Verifier parts for the finished episode; must contain ``reward`` (normal end)."""
@@ -237,6 +271,7 @@ class ToolUseEnv(gym.Env):
             raise TypeError(f"{type(self.user).__name__}.reset must return str, got {type(first).__name__}")
         self._messages = []
         self._calls = []
+        self._user_calls = []
         self._turns = self._tokens = self._errors = self._write_calls = self._writes_done = 0
         self._done = None
         self._started = True
@@ -277,6 +312,8 @@ class ToolUseEnv(gym.Env):
             info.update(parts)
             info.update(reward=reward, termination=reason, write_calls=self._write_calls,
                         write_calls_succeeded=self._writes_done, user_simulator=self.user.name)
+            if self.user_tools:
+                info["user_tool_calls"] = len(self._user_calls)
             if reason == USER_ERROR:
                 info[USER_ERROR] = self._user_failure
         return self._observation(), reward, termination is not None, truncation is not None, info
@@ -305,15 +342,54 @@ class ToolUseEnv(gym.Env):
             return "too_many_errors" if self._errors >= self.max_errors else None
         if AGENT_STOP_TOKEN in parsed.content:
             return "agent_stop"
-        try:
-            reply = self.user.respond(self._observation())
-        except self._user_error_types() as err:
-            self._user_failure = _one_line(err)
-            return USER_ERROR
-        if not isinstance(reply, str):
-            raise TypeError(f"{type(self.user).__name__}.respond must return str, got {type(reply).__name__}")
-        self._append({"role": "user", "content": reply})
-        return "user_stop" if any(tok in reply for tok in USER_STOP_TOKENS) else None
+        return self._user_turn()
+
+    def _user_turn(self) -> str | None:
+        """Get the user's reply (running a dual-control user's own tool calls first, until it
+        speaks); the termination reason it causes, if any."""
+        rounds = 0
+        while True:
+            try:
+                reply = self.user.respond(self._trajectory())
+            except self._user_error_types() as err:
+                self._user_failure = _one_line(err)
+                return USER_ERROR
+            if isinstance(reply, Mapping) and self.user_tools:
+                text = reply.get("content") or ""
+                if not isinstance(text, str):
+                    raise TypeError(f"{type(self.user).__name__}.respond: a message's content must be str")
+                if any(tok in text for tok in USER_STOP_TOKENS) or not reply.get("tool_calls"):
+                    reply = text  # a stop ends the episode before its calls run, as upstream
+                else:
+                    rounds += 1
+                    self._run_user_calls(reply, rounds)
+                    if self._errors >= self.max_errors:
+                        return "too_many_errors"
+                    if len(self._messages) >= self.max_messages:
+                        return None  # truncated (max_steps) by step()
+                    continue
+            if not isinstance(reply, str):
+                kind = "str or, with user_tools, a message mapping" if self.user_tools else "str"
+                raise TypeError(f"{type(self.user).__name__}.respond must return {kind}, got {type(reply).__name__}")
+            self._append({"role": "user", "content": reply})
+            return "user_stop" if any(tok in reply for tok in USER_STOP_TOKENS) else None
+
+    def _run_user_calls(self, reply: Mapping[str, Any], round_: int) -> None:
+        """Record a user's tool-call message and run its calls on the user's side."""
+        parsed = parse_tool_calls(reply, id_prefix=f"user_{self._turns}_{round_}")
+        tool_calls = [c.to_openai() for c in parsed.calls] + [
+            {"id": cid, "type": "function", "function": {"name": INVALID_CALL_NAME, "arguments": raw}}
+            for cid, raw in parsed.invalid
+        ]
+        self._append({"role": "user", "content": parsed.content, "tool_calls": tool_calls, "requestor": USER_SIDE})
+        for (cid, _raw), err in zip(parsed.invalid, parsed.errors):
+            if self._budget_spent():
+                return
+            self._tool_message(cid, INVALID_CALL_NAME, "Error: " + err, error=True, requestor=USER_SIDE)
+        for call in parsed.calls:
+            if self._budget_spent():
+                return
+            self._execute(call, requestor=USER_SIDE)
 
     def _budget_spent(self) -> bool:
         """Whether the episode's error or message budget is used up: the remaining calls of the
@@ -333,50 +409,74 @@ class ToolUseEnv(gym.Env):
     # -- helpers -------------------------------------------------------------------
     @property
     def messages(self) -> list[dict[str, Any]]:
-        """The conversation so far (a copy)."""
+        """The conversation so far as the agent sees it (a copy)."""
         return self._observation()
 
     @property
+    def trajectory(self) -> list[dict[str, Any]]:
+        """Every message so far, a dual-control user's own tool use included (a copy)."""
+        return self._trajectory()
+
+    @property
     def tool_calls(self) -> list[ToolCall]:
-        """Every schema-valid call to a known tool this episode, in order (errors included)."""
+        """Every schema-valid call of the agent to a known tool this episode, in order (errors included)."""
         return list(self._calls)
 
+    @property
+    def user_tool_calls(self) -> list[ToolCall]:
+        """Every schema-valid call of a dual-control user to one of its tools, in order."""
+        return list(self._user_calls)
+
     def _observation(self) -> list[dict[str, Any]]:
+        """The agent's view: the trajectory without the user's own tool use."""
+        return [_copy_message(m) for m in self._messages if not is_user_side(m)]
+
+    def _trajectory(self) -> list[dict[str, Any]]:
         return [_copy_message(m) for m in self._messages]
 
     def _append(self, message: dict[str, Any]) -> None:
         message = _clean_message(message)
         self._messages.append(message)
+        if is_user_side(message):  # not in the agent's context
+            return
         self._tokens += self.token_counter(message["content"])
         for c in message.get("tool_calls", ()):
             self._tokens += self.token_counter(c["function"]["name"] + c["function"]["arguments"])
 
-    def _tool_message(self, call_id: str, name: str, content: str, error: bool) -> None:
+    def _tool_message(self, call_id: str, name: str, content: str, error: bool, requestor: str | None = None) -> None:
         if error:
             self._errors += 1
         limit = self.max_tool_output_chars
         if len(content) > limit:
             content = content[:limit] + f"\n...[truncated {len(content) - limit} of {len(content)} characters]"
-        self._append({"role": "tool", "tool_call_id": call_id, "name": name, "content": content})
+        message = {"role": "tool", "tool_call_id": call_id, "name": name, "content": content}
+        if requestor is not None:
+            message["requestor"] = requestor
+        self._append(message)
 
-    def _execute(self, call: ToolCall) -> None:
-        spec = self.tools.get(call.name)
+    def _execute(self, call: ToolCall, requestor: str | None = None) -> None:
+        """Check and run one parsed call of the agent (``requestor`` None) or of the user (:data:`USER_SIDE`)."""
+        by_user = requestor == USER_SIDE
+        tools = self.user_tools if by_user else self.tools
+        spec = tools.get(call.name)
         if spec is None:
             self._tool_message(call.id, call.name, f"Error: Unknown tool '{call.name}'. Available tools: "
-                               f"{', '.join(sorted(self.tools))}.{did_you_mean(call.name, list(self.tools))}", True)
+                               f"{', '.join(sorted(tools))}.{did_you_mean(call.name, list(tools))}", True, requestor)
             return
         problems = validate_arguments(spec.parameters, call.arguments)
         if problems:
-            self._tool_message(call.id, call.name, f"Error: Invalid arguments for '{call.name}': " + "; ".join(problems), True)
+            self._tool_message(call.id, call.name, f"Error: Invalid arguments for '{call.name}': " + "; ".join(problems),
+                               True, requestor)
             return
-        self._calls.append(call)
-        if spec.writes:  # attempted: a schema-valid call to a write tool, whether or not the tool refuses it
+        (self._user_calls if by_user else self._calls).append(call)
+        counts_write = spec.writes and not by_user  # the collapse guard reads the agent's writes
+        if counts_write:  # attempted: a schema-valid call to a write tool, whether or not the tool refuses it
             self._write_calls += 1
         try:
-            output = self._run_tool(call)
+            output = self._run_user_tool(call) if by_user else self._run_tool(call)
         except self.tool_error_types as err:
-            self._tool_message(call.id, call.name, f"Error: {err}", True)
+            self._tool_message(call.id, call.name, f"Error: {err}", True, requestor)
             return
-        if spec.writes:
+        if counts_write:
             self._writes_done += 1
-        self._tool_message(call.id, call.name, output, False)
+        self._tool_message(call.id, call.name, output, False, requestor)

@@ -1,11 +1,13 @@
 """τ²-telecom: data integrity, splits, reference replays (both requestors) and the do-nothing
-baseline per split, the dual-control sync, action matching, tool schemas, base DBs untouched."""
+baseline per split, the dual-control sync, action matching, tool schemas, base DBs untouched; the
+env: reference turns through the env with the scripted stand-in user (who performs the user's
+reference actions when asked), the user's tool use hidden from the agent and bounded like the
+agent's, and the stand-in's rules."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pytest
 
@@ -84,9 +86,8 @@ def test_do_nothing_pass_counts(split):
 
 def test_full_split_replays_and_leaves_the_base_untouched(path):
     before = _base_dump(path)
-    start = time.perf_counter()
     failed = [t.id for t in load_tasks("full") if evaluate_episode(t, reference_calls(t)).reward != 1.0]
-    assert failed == [] and time.perf_counter() - start < 60
+    assert failed == []
     assert _base_dump(path) == before
 
 
@@ -141,3 +142,110 @@ def test_tool_errors_change_nothing(path):
     with pytest.raises(ValueError, match="Refuel amount must be positive"):
         run_call(state, ToolCall("refuel_data", {"customer_id": "C1001", "line_id": "L1002", "gb_amount": 0}, "1"))
     assert json.dumps(state.model_dump(), sort_keys=True, default=str) == before
+
+
+# -- the env (dual control) ------------------------------------------------------------------
+from sgcd_envs.core import AGENT_STOP_TOKEN, USER_SIDE  # noqa: E402
+from sgcd_envs.tau2_telecom.demonstration import task_turns, user_request  # noqa: E402
+from sgcd_envs.tau2_telecom.env import Tau2TelecomEnv  # noqa: E402
+from sgcd_envs.tau2_telecom.scripted_user import NOT_ABLE, ScriptedUser  # noqa: E402
+
+
+def _play(env, turns):
+    reward, info = 0.0, {}
+    for turn in turns:
+        _, reward, terminated, truncated, info = env.step(turn)
+        if terminated or truncated:
+            return reward, info
+    raise AssertionError("the turns did not end the episode")
+
+
+@pytest.mark.parametrize("split", ["small", "base"])
+def test_reference_turns_through_the_env_score_one_on_every_task(split, path):
+    before = _base_dump(path)
+    env = Tau2TelecomEnv(split=split)
+    for task in env.tasks:
+        env.reset(seed=0, options={"task_id": task.id})
+        reward, info = _play(env, task_turns(task))
+        assert reward == 1.0, (task.id, info["termination"], info["env_assertions"], info["action_matches"])
+        assert info["user_tool_calls"] == sum(a.requestor == "user" for a in task.actions)
+        assert info["write_calls"] == task.write_actions
+        assert info["user_simulator"] == "scripted-stand-in"
+    assert _base_dump(path) == before
+
+
+@pytest.mark.parametrize("split", ["small", "train", "test"])
+def test_do_nothing_agent_scores_zero_through_the_env(split):
+    env = Tau2TelecomEnv(split=split)
+    passes = 0
+    for task in env.tasks:
+        env.reset(seed=0, options={"task_id": task.id})
+        passes += _play(env, [AGENT_STOP_TOKEN])[0] == 1.0
+    assert passes == DO_NOTHING_PASSES[split]
+
+
+def _task_with_user_action(name: str):
+    return next(t for t in load_tasks("base") if [a.call.name for a in t.actions if a.requestor == "user"][:1] == [name])
+
+
+def test_the_users_tool_use_is_in_the_trajectory_not_in_the_agents_view():
+    task = _task_with_user_action("toggle_airplane_mode")
+    env = Tau2TelecomEnv(split="base")
+    env.reset(seed=0, options={"task_id": task.id})
+    airplane_before = env.state.device["airplane_mode"]
+    obs, *_ = env.step("Please toggle airplane mode on your phone.")
+    assert env.state.device["airplane_mode"] != airplane_before  # the user's call ran on the user's side
+    assert [m["role"] for m in obs] == ["user", "assistant", "user"]
+    assert obs[-1]["content"].startswith("I did that. toggle_airplane_mode:")
+    hidden = [m for m in env.trajectory if m.get("requestor") == USER_SIDE]
+    assert [m["role"] for m in hidden] == ["user", "tool"]
+    assert hidden[0]["tool_calls"][0]["function"]["name"] == "toggle_airplane_mode"
+    assert env.user_tool_calls[0].name == "toggle_airplane_mode" and env.tool_calls == []
+
+
+def test_the_stand_in_runs_named_reads_and_refuses_writes_that_are_not_its_reference_actions():
+    task = _task_with_user_action("toggle_airplane_mode")
+    env = Tau2TelecomEnv(split="base")
+    env.reset(seed=0, options={"task_id": task.id})
+    obs, *_ = env.step("What does your status bar show?")
+    assert obs[-1]["content"].startswith("I did that. check_status_bar:")
+    obs, *_ = env.step("Is Wi-Fi calling on? Please check.")
+    assert obs[-1]["content"].startswith("I did that. check_wifi_calling_status:")
+    assert "toggle_wifi_calling" not in {a.call.name for a in task.actions}
+    before = env.state_fingerprint()
+    obs, *_ = env.step("Please toggle Wi-Fi calling.")  # a change that is not among the task's user actions
+    assert obs[-1]["content"] == NOT_ABLE and env.state_fingerprint() == before
+
+
+class _ErringUser(ScriptedUser):
+    """Calls a user tool with bad arguments on every turn (a dual-control user's mistakes)."""
+
+    def respond(self, messages):
+        if messages[-1].get("requestor") == USER_SIDE:
+            return "It did not work."
+        return {"role": "user", "content": "", "tool_calls": [
+            {"id": "u", "type": "function", "function": {"name": "grant_app_permission", "arguments": "{}"}}]}
+
+
+def test_user_tool_errors_count_towards_max_errors_and_change_nothing():
+    env = Tau2TelecomEnv(split="small", user=_ErringUser(), max_errors=3)
+    env.reset(seed=0)
+    start = env.state_fingerprint()
+    for turn in range(1, 4):
+        _, reward, terminated, truncated, info = env.step("How can I help?")
+        assert env.state_fingerprint() == start
+    assert terminated and info["termination"] == "too_many_errors" and reward == 0.0
+    errors = [m for m in env.trajectory if m["role"] == "tool"]
+    assert len(errors) == 3 and all(m["content"].startswith("Error: Invalid arguments") for m in errors)
+
+
+def test_user_requests_name_what_the_stand_in_recognises():
+    for task in load_tasks("full")[:300]:
+        for action in task.actions:
+            if action.requestor == "user":
+                text = user_request(action.call)
+                user = ScriptedUser()
+                user.reset(task)
+                user._pending = [action.call]
+                reply = user.respond([{"role": "assistant", "content": text}])
+                assert isinstance(reply, dict) and reply["tool_calls"][0]["function"]["name"] == action.call.name, text

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from _rollout_stand_ins import CONFIG_DIR, ScriptedRolloutServerStub, byte_token
 from omegaconf import OmegaConf
 from transformers import PreTrainedTokenizerFast
 
+from adapters.verl import agent_loop
 from adapters.verl.agent_loop import AGENT_NAME, Tau3AirlineAgentLoop
 from sgcd_envs.tau3_airline.tasks import get_task
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap, _agent_loop_registry
@@ -34,7 +36,7 @@ def _call(name: str, arguments: dict) -> str:
 
 
 def _run(turns: list[str], task_id: str, tokenizer: PreTrainedTokenizerFast, turn_fields: list[dict] | None = None,
-         loop_class=Tau3AirlineAgentLoop):
+         loop_class=Tau3AirlineAgentLoop, env_kwargs: dict | None = None):
     cfg = compose_config()
     server = ScriptedRolloutServerStub(tokenizer, turns, turn_fields)
 
@@ -42,7 +44,7 @@ def _run(turns: list[str], task_id: str, tokenizer: PreTrainedTokenizerFast, tur
         # built inside the running event loop, as verl's AgentLoopWorker does
         loop = loop_class(
             trainer_config=DictConfigWrap(cfg), server_manager=server, tokenizer=tokenizer, processor=None,
-            dataset_cls=None, data_config=DictConfigWrap(cfg.data), env_kwargs={"split": "all"},
+            dataset_cls=None, data_config=DictConfigWrap(cfg.data), env_kwargs=env_kwargs or {"split": "all"},
         )
         return await loop.run({"temperature": 1.0}, extra_info={"task_id": task_id})
 
@@ -98,6 +100,32 @@ def test_retail_gold_episode_gets_reward_one() -> None:
     assert _agent_loop_registry[RETAIL_AGENT_NAME]["_target_"] == "adapters.verl.agent_loop.Tau2RetailAgentLoop"
     rows = dataset.rows("test", "tau2-retail")
     assert len(rows) == 40 and {(r["agent_name"], r["data_source"]) for r in rows} == {(RETAIL_AGENT_NAME, RETAIL_ENV_ID)}
+
+
+def test_telecom_gold_episode_gets_reward_one_and_hides_the_users_tool_use() -> None:
+    """τ²-telecom through its loop (``tau2_telecom_agent``, dual control): the reference turns,
+    the user's part done by the stand-in user on its own phone, earn 1.0; the user's calls are not
+    in the agent's messages or tokens; rows, registry and the yaml's ``full`` split agree."""
+    from adapters.verl import dataset
+    from adapters.verl.agent_loop import TELECOM_AGENT_NAME, TELECOM_ENV_ID, Tau2TelecomAgentLoop
+    from sgcd_envs.tau2_telecom import load_tasks as telecom_tasks
+    from sgcd_envs.tau2_telecom.demonstration import task_turns
+
+    tokenizer = byte_tokenizer()
+    task = next(t for t in telecom_tasks("test") if {a.requestor for a in t.actions} == {"assistant", "user"})
+    out, _ = _run(task_turns(task), task.id, tokenizer, loop_class=Tau2TelecomAgentLoop, env_kwargs={"split": "full"})
+    assert out.reward_score == 1.0 and out.extra_fields["env_id"] == TELECOM_ENV_ID
+    assert out.extra_fields["user_tool_calls"] == sum(a.requestor == "user" for a in task.actions)
+    assert all("requestor" not in m for m in out.extra_fields["messages"])
+    user_calls = {a.call.name for a in task.actions if a.requestor == "user"}
+    env_text = tokenizer.decode([t for t, m in zip(out.response_ids, out.response_mask) if not m])
+    assert "I did that." in env_text and all(f'"name": "{name}"' not in env_text for name in user_calls)
+    assert _agent_loop_registry[TELECOM_AGENT_NAME]["_target_"] == "adapters.verl.agent_loop.Tau2TelecomAgentLoop"
+    yaml_entry = next(e for e in OmegaConf.load(Path(agent_loop.__file__).parent / "configs" / "agent_loops.yaml")
+                      if e.name == TELECOM_AGENT_NAME)
+    assert yaml_entry.env_kwargs.split == "full"
+    rows = dataset.rows("test", "tau2-telecom")
+    assert len(rows) == 40 and {(r["agent_name"], r["data_source"]) for r in rows} == {(TELECOM_AGENT_NAME, TELECOM_ENV_ID)}
 
 
 def test_wrong_action_episode_gets_reward_zero(tokenizer: PreTrainedTokenizerFast) -> None:
