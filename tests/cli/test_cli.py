@@ -106,6 +106,21 @@ def test_compare_end_to_end_with_a_tiny_model(tmp_path, tokenizer):
         assert f'"{method}"' in text
 
 
+def test_compare_runs_on_the_dual_control_telecom_env_and_its_board_joins_the_tau_family(tmp_path, tokenizer):
+    """``--env tau2-telecom`` through the whole compare path (rollouts with the stand-in user on the
+    user's phone, the three methods, evaluation, the leaderboard): its table is titled τ²-telecom
+    and marks the stand-in user."""
+    model_dir = tmp_path / "tiny"
+    tiny_model_dir(model_dir, tokenizer)
+    result = invoke("compare", "grpo", "sgcd", "sdpo", "--model", str(model_dir), "--out", str(tmp_path / "runs"),
+                    "--steps", "1", "--group-size", "2", "--max-turns", "2", "--max-new-tokens", "3",
+                    "--eval-tasks", "2", "--rollout-batch-groups", "1", "--env", "tau2-telecom", "--prompt", "compact",
+                    "--no-warm-start")
+    assert result.exit_code == 0, result.output
+    assert "env sgcd_envs/Tau2Telecom-v0" in result.output and "user: scripted" in result.output
+    assert "τ²-telecom" in result.output and "baseline" in result.output
+
+
 def test_eval_prints_only_what_it_uses(tmp_path, tokenizer):
     """`eval` trains nothing: its header has no training line (steps, groups, optimizer, dynamic
     sampling), only the model, env, prompt, threads, the eval sizes and the user; its leaderboard

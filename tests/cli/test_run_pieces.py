@@ -37,3 +37,17 @@ def test_each_env_gets_its_own_write_tools_and_user_from_its_registration(tmp_pa
     fixture = make_pieces(with_overrides(cpu, eval_split="fixture", prompt_variant="compact"), "sgcd_envs/AppWorld-v0",
                           llm_user=None, llm_summarizer=None, cache_dir=tmp_path)
     assert fixture.stand_ins(prompt=True, summarizer=True) == StandIns(summarizer=True, prompt=True, world=True)
+
+
+def test_the_llm_user_of_a_telecom_run_gets_the_user_tools(tmp_path):
+    """``--user-base-url`` on τ²-telecom: each env's LLM user is bound to the 30 user tools
+    (dual control through OpenAI tool calling); on τ³-airline it has none."""
+    endpoint = LLMEndpoint(base_url="http://127.0.0.1:9/v1", model="user-model")  # never called here
+    telecom = make_pieces(get_preset("cpu"), "sgcd_envs/Tau2Telecom-v0", llm_user=endpoint, llm_summarizer=None,
+                          cache_dir=tmp_path)
+    env = telecom.make_env("small").unwrapped
+    assert [t["function"]["name"] for t in env.user.tools] == [s["function"]["name"] for s in env.user_tool_schemas()]
+    assert len(env.user.tools) == 30
+    airline = make_pieces(get_preset("cpu"), "sgcd_envs/Tau3Airline-v0", llm_user=endpoint, llm_summarizer=None,
+                          cache_dir=tmp_path)
+    assert airline.make_env("train").unwrapped.user.tools is None

@@ -11,6 +11,8 @@ Usage::
         server.responder = lambda body: "fallback answer"     # when the script is empty
         ChatClient(LLMEndpoint(base_url=server.base_url, model="stub")).complete(...)
         server.requests                                       # parsed request bodies
+        server.push(Reply(tool_calls=[tool_call("check_status_bar")]))   # a tool-call answer
+        server.tools_sent                                     # each request's ``tools`` (or None)
 
 Reusable from other test folders: ``from tests.llm.openai_stub import StubOpenAIServer, Reply``
 (run pytest from the repository root, e.g. ``python -m pytest``).
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Reply", "StubOpenAIServer"]
+__all__ = ["Reply", "StubOpenAIServer", "tool_call"]
 
 
 @dataclass
@@ -35,7 +37,10 @@ class Reply:
     """One scripted answer.
 
     Attributes:
-        content: assistant text, wrapped into a chat.completion JSON body.
+        content: assistant text, wrapped into a chat.completion JSON body (``None`` with
+            ``tool_calls`` sends ``"content": null``, as OpenAI does; else ``""``).
+        tool_calls: the answer's tool calls in the OpenAI wire form (see :func:`tool_call`);
+            the finish reason is then ``"tool_calls"``.
         status: HTTP status; non-200 sends an OpenAI-style error body.
         delay_s: sleep before answering (to trigger client timeouts).
         body: raw body bytes, sent instead of a generated one (garbage tests).
@@ -44,6 +49,7 @@ class Reply:
     """
 
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
     status: int = 200
     delay_s: float = 0.0
     body: bytes | None = None
@@ -96,7 +102,7 @@ class StubOpenAIServer:
                 payload = reply.body
                 if payload is None:
                     payload = json.dumps(
-                        _completion(body, reply.content or "") if reply.status == 200
+                        _completion(body, reply.content, reply.tool_calls) if reply.status == 200
                         else {"error": {"message": f"stub error {reply.status}", "type": "server_error"}}
                     ).encode()
                 self._send(reply.status, payload, reply.content_type, reply.headers)
@@ -140,20 +146,41 @@ class StubOpenAIServer:
         assert self._server is not None, "start() the stub server first"
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
+    @property
+    def tools_sent(self) -> list[list[dict[str, Any]] | None]:
+        """The ``tools`` of each request so far, in order (None where a request sent none)."""
+        with self._lock:
+            return [body.get("tools") for body in self.requests]
+
     def push(self, *replies: Reply | str) -> None:
         """Append scripted replies (a str is a normal answer with that text)."""
         with self._lock:
             self.script.extend(r if isinstance(r, Reply) else Reply(content=r) for r in replies)
 
 
-def _completion(request: dict[str, Any], text: str) -> dict[str, Any]:
+def tool_call(name: str, arguments: dict[str, Any] | None = None, call_id: str | None = "call_stub_0") -> dict[str, Any]:
+    """One tool call of an answer in the OpenAI wire form (``arguments`` JSON-encoded;
+    ``call_id=None`` leaves the id out, as some servers do)."""
+    call: dict[str, Any] = {"type": "function",
+                            "function": {"name": name, "arguments": json.dumps(arguments or {})}}
+    if call_id is not None:
+        call["id"] = call_id
+    return call
+
+
+def _completion(request: dict[str, Any], text: str | None, tool_calls: list[dict[str, Any]] | None = None,
+                ) -> dict[str, Any]:
     """A minimal chat.completion body in the OpenAI wire format."""
+    content = text if text is not None else (None if tool_calls else "")
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.get("model", "stub"),
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text}}],
+        "choices": [{"index": 0, "finish_reason": "tool_calls" if tool_calls else "stop",
+                     "message": message}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
     }

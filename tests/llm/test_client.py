@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from adapters.llm import ChatClient, LLMEndpoint, LLMError
 from adapters.llm.client import short_reason
-from tests.llm.openai_stub import Reply
+from tests.llm.openai_stub import Reply, tool_call
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]
 
@@ -219,3 +219,133 @@ def test_llm_error_reason_is_short_and_names_the_cause(stub_server, make_client)
     assert short_reason(info.value.reason) == "malformed body: not JSON"
     assert short_reason("no numbered lines in the answer (expected '1. ...'); got: 'x'") == (
         "no numbered lines in the answer")
+
+
+# ---------------------------------------------------------------- tool calling (dual-control LLM user)
+
+TOOLS = [{"type": "function", "function": {
+    "name": "check_status_bar", "description": "What the phone's status bar shows.",
+    "parameters": {"type": "object", "properties": {}, "required": []}}},
+    {"type": "function", "function": {
+        "name": "set_network_mode_preference", "description": "Set the preferred network mode.",
+        "parameters": {"type": "object", "properties": {"mode": {"type": "string"}}, "required": ["mode"]}}}]
+
+TOOL_CONVERSATION = [
+    {"role": "system", "content": "You are a customer."},
+    {"role": "user", "content": "What does your status bar show?"},
+    {"role": "assistant", "content": None, "tool_calls": [tool_call("check_status_bar", {}, "u1")]},
+    {"role": "tool", "tool_call_id": "u1", "name": "check_status_bar", "content": "No signal.",
+     "requestor": "user"},
+]
+
+
+def test_tools_are_sent_and_tool_calls_come_back(stub_server, make_client):
+    stub_server.push(Reply(tool_calls=[tool_call("set_network_mode_preference", {"mode": "4g_5g_preferred"},
+                                                 "call_7")]))
+    client = make_client()
+    completion = client.request(MSGS, tools=TOOLS)
+    assert completion.text == "" and completion.finish_reason == "tool_calls"
+    assert completion.tool_calls == ({"id": "call_7", "type": "function", "function": {
+        "name": "set_network_mode_preference", "arguments": '{"mode": "4g_5g_preferred"}'}},)
+    (body,) = stub_server.requests
+    assert body["tools"] == TOOLS and "tool_choice" not in body  # the server's default: auto
+    assert stub_server.tools_sent == [TOOLS]
+
+
+def test_text_beside_tool_calls_and_a_call_without_id(stub_server, make_client):
+    stub_server.push(Reply(content="Let me look.", tool_calls=[tool_call("check_status_bar", call_id=None)]),
+                     Reply(tool_calls=[tool_call("check_status_bar")]))
+    client = make_client()
+    completion = client.request(MSGS, tools=TOOLS)
+    assert completion.text == "Let me look."
+    assert completion.tool_calls == ({"id": "", "type": "function",
+                                      "function": {"name": "check_status_bar", "arguments": "{}"}},)
+    assert client.complete(MSGS, tools=TOOLS) == ""  # complete() keeps returning the text only
+
+
+def test_requests_without_tools_send_no_tools_key(stub_server, make_client):
+    stub_server.push("a", "b")
+    client = make_client()
+    assert client.complete(MSGS) == "a" and client.complete(MSGS, tools=[]) == "b"
+    assert stub_server.tools_sent == [None, None] and all("tools" not in b for b in stub_server.requests)
+
+
+def test_tool_messages_in_the_request_are_passed_through(stub_server, make_client):
+    stub_server.push("My status bar shows no signal.")
+    assert make_client().complete(TOOL_CONVERSATION, tools=TOOLS) == "My status bar shows no signal."
+    sent = stub_server.requests[0]["messages"]
+    assert sent[2] == {"role": "assistant", "content": "", "tool_calls": [tool_call("check_status_bar", {}, "u1")]}
+    assert sent[3] == {"role": "tool", "tool_call_id": "u1", "content": "No signal."}  # only wire fields
+    assert sent[:2] == TOOL_CONVERSATION[:2]
+
+
+def test_cache_returns_tool_calls_and_keys_on_the_tools(stub_server, make_client, tmp_path):
+    call = tool_call("check_status_bar", {}, "call_1")
+    stub_server.push(Reply(tool_calls=[call]), "no tools", "other tools")
+    client = make_client(cache=True)
+    first = client.request(MSGS, tools=TOOLS)
+    again = make_client(cache=True).request(MSGS, tools=TOOLS)  # a new process on the same folder
+    assert again.cached and again.tool_calls == first.tool_calls == (call,) and again.text == ""
+    assert len(stub_server.requests) == 1
+    entry = json.loads((tmp_path / "cache" / first.key[:2] / f"{first.key}.json").read_text())
+    assert entry["tool_calls"] == [call] and entry["text"] == ""
+    assert client.request(MSGS).text == "no tools"  # the same messages without tools: another request
+    assert client.request(MSGS, tools=TOOLS[:1]).text == "other tools"  # other tools: another request
+    assert len({client.cache_key(MSGS), client.cache_key(MSGS, tools=TOOLS), client.cache_key(MSGS, tools=TOOLS[:1])}) == 3
+    no_calls = client.request(MSGS)
+    assert no_calls.cached and no_calls.tool_calls == ()
+
+
+def test_cache_key_without_tools_is_unchanged(make_client):
+    """Pinned: the key the client computed before tool calling existed (existing caches stay valid)."""
+    client = make_client()
+    key = "3a7faab5abc825b23646dd8b032119092f4998a21a782a51166a97b040bbe3b5"
+    assert client.cache_key(MSGS) == client.cache_key(MSGS, tools=None) == client.cache_key(MSGS, tools=[]) == key
+    assert client.cache_key(MSGS, seed=7) == "34de06e80e40261664aaac7ff67ac23001be14d39bdae0c569200949265664f6"
+    assert client.cache_key(MSGS, tools=TOOLS) != key
+
+
+def _with(index: int, **fields):
+    """TOOL_CONVERSATION with message ``index`` changed (a field set to ``...`` is removed)."""
+    messages = [dict(m) for m in TOOL_CONVERSATION]
+    messages[index].update(fields)
+    messages[index] = {k: v for k, v in messages[index].items() if v is not ...}
+    return messages
+
+
+@pytest.mark.parametrize("messages, match", [
+    (_with(1, tool_calls=[tool_call("x", {}, "a")]), r"messages\[1\] has 'tool_calls' but role 'user'"),
+    (_with(2, tool_calls="check_status_bar"), r"messages\[2\]\['tool_calls'\] must be a non-empty list"),
+    (_with(2, tool_calls=["check_status_bar"]), r"messages\[2\]\['tool_calls'\]\[0\] must be a dict"),
+    (_with(2, tool_calls=[tool_call("x", {}, None)]), r"messages\[2\]\['tool_calls'\]\[0\]\['id'\] must be"),
+    (_with(2, tool_calls=[{**tool_call("x"), "type": "custom"}]), r"\['type'\] is 'custom'; must be 'function'"),
+    (_with(2, tool_calls=[{"id": "a", "type": "function", "name": "x"}]), r"\['function'\] must be a dict"),
+    (_with(2, tool_calls=[{"id": "a", "type": "function", "function": {"name": "x", "arguments": {}}}]),
+     r"\['function'\]\['arguments'\] must be a string"),
+    (_with(2, tool_calls=[{"id": "a", "type": "function", "function": {"arguments": "{}"}}]),
+     r"\['function'\]\['name'\] must be a non-empty string"),
+    (_with(2, content=None, tool_calls=...), r"messages\[2\]\['content'\] must be a string"),
+    (_with(3, tool_call_id=7), r"messages\[3\]\['tool_call_id'\] must be a non-empty string"),
+    (_with(1, tool_call_id="u1"), r"messages\[1\] has 'tool_call_id' but role 'user'"),
+], ids=["calls-on-user", "calls-not-list", "call-not-dict", "no-id", "bad-type", "no-function",
+        "arguments-object", "no-name", "null-content-without-calls", "id-not-str", "id-on-user"])
+def test_malformed_tool_messages_are_rejected_before_sending(stub_server, make_client, messages, match):
+    with pytest.raises(ValueError, match=match):
+        make_client().complete(messages)
+    assert stub_server.requests == []
+
+
+@pytest.mark.parametrize("tools, match", [("check_status_bar", r"tools must be a list"),
+                                          ([{"name": "check_status_bar"}], r"tools\[0\] must be an OpenAI function")])
+def test_malformed_tools_are_rejected_before_sending(stub_server, make_client, tools, match):
+    with pytest.raises(ValueError, match=match):
+        make_client().request(MSGS, tools=tools)
+    assert stub_server.requests == []
+
+
+def test_a_malformed_tool_call_in_the_answer_is_an_llm_error(stub_server, make_client):
+    stub_server.push(Reply(tool_calls=[{"id": "c", "type": "function", "function": {"arguments": "{}"}}]))
+    client = make_client(max_retries=2)
+    with pytest.raises(LLMError, match="malformed tool call") as info:
+        client.request(MSGS, tools=TOOLS)
+    assert info.value.reason == "malformed tool call in the answer" and client.attempts == 1  # not retried

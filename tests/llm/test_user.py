@@ -16,7 +16,7 @@ from adapters.llm.user import (
     simulator_messages,
     user_system_prompt,
 )
-from tests.llm.openai_stub import Reply
+from tests.llm.openai_stub import Reply, tool_call
 
 
 def raw_task(task_id: str) -> dict:
@@ -120,6 +120,7 @@ def test_llm_user_over_several_turns(stub_server, make_client):
     last = stub_server.requests[-1]["messages"]
     assert [m["role"] for m in last] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert "cancelled" not in json.dumps(last[1:])  # the tool result stayed hidden
+    assert stub_server.tools_sent == [None] * 3  # no tools bound: no tools key, as before
 
 
 def test_llm_user_errors(stub_server, make_client):
@@ -247,3 +248,244 @@ def test_user_failure_at_reset_ends_the_first_step(stub_server, make_client):
     env2.step("")
     assert (stats.failures, stats.empty_agent_turns) == (1, 1)
     assert stats.summary() == "1 empty agent turn nudged, 1 failure (HTTP 503: stub error 503 ×1)"
+
+
+# ---------------------------------------------------------------- dual control (the user's own tools)
+
+from adapters.llm.user import USER_SIDE, USER_TOOLS_GUIDELINE  # noqa: E402
+
+
+def _call(name: str, call_id: str, arguments: str = "{}") -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+DUAL_CONVERSATION = [
+    {"role": "user", "content": "My phone has no service."},
+    {"role": "assistant", "content": "Let me look.", "tool_calls": [_call("get_customer_by_phone", "c1")]},
+    {"role": "tool", "tool_call_id": "c1", "name": "get_customer_by_phone", "content": '{"secret": "db row"}'},
+    {"role": "assistant", "content": "Please check your status bar."},
+    {"role": "user", "content": "", "tool_calls": [_call("check_status_bar", "u1")], "requestor": "user"},
+    {"role": "tool", "tool_call_id": "u1", "name": "check_status_bar", "content": "Airplane Mode: ON",
+     "requestor": "user"},
+    {"role": "user", "content": "Airplane mode is on."},
+    {"role": "assistant", "content": "Please turn airplane mode off."},
+    {"role": "user", "content": "OK, doing it.", "requestor": "user",
+     "tool_calls": [_call("toggle_airplane_mode", "u2"), _call("check_status_bar", "u3")]},
+    {"role": "tool", "tool_call_id": "u2", "name": "toggle_airplane_mode", "content": "OFF", "requestor": "user"},
+    {"role": "tool", "tool_call_id": "u3", "name": "check_status_bar", "content": "Signal: good", "requestor": "user"},
+]
+
+
+def _follows_the_openai_tool_rule(view: list[dict]) -> bool:
+    """Every assistant tool-call message is followed directly by one tool message per call id."""
+    for i, m in enumerate(view):
+        if m.get("tool_calls"):
+            ids = [c["id"] for c in m["tool_calls"]]
+            if [t.get("tool_call_id") for t in view[i + 1:i + 1 + len(ids)] if t["role"] == "tool"] != ids:
+                return False
+        elif m["role"] == "tool" and not (view[i - 1].get("tool_calls") or view[i - 1]["role"] == "tool"):
+            return False
+    return True
+
+
+def test_user_side_marker_is_the_envs():
+    from sgcd_envs.core import USER_SIDE as ENV_USER_SIDE
+
+    assert USER_SIDE == ENV_USER_SIDE
+
+
+def test_simulator_messages_show_the_users_own_calls_and_results():
+    view = simulator_messages("SYS", DUAL_CONVERSATION, user_tools=True)
+    assert view == [
+        {"role": "system", "content": "SYS"},
+        {"role": "user", "content": DEFAULT_GREETING},
+        {"role": "assistant", "content": "My phone has no service."},
+        {"role": "user", "content": "Let me look.\n\nPlease check your status bar."},
+        {"role": "assistant", "content": "", "tool_calls": [_call("check_status_bar", "u1")]},
+        {"role": "tool", "tool_call_id": "u1", "content": "Airplane Mode: ON"},
+        {"role": "assistant", "content": "Airplane mode is on."},
+        {"role": "user", "content": "Please turn airplane mode off."},
+        {"role": "assistant", "content": "OK, doing it.",
+         "tool_calls": [_call("toggle_airplane_mode", "u2"), _call("check_status_bar", "u3")]},
+        {"role": "tool", "tool_call_id": "u2", "content": "OFF"},
+        {"role": "tool", "tool_call_id": "u3", "content": "Signal: good"},
+    ]
+    assert "db row" not in json.dumps(view) and "get_customer_by_phone" not in json.dumps(view)
+    assert _follows_the_openai_tool_rule(view)
+    from adapters.llm.client import _check_messages
+
+    assert _check_messages(view) == view  # the client sends it as it is
+
+
+def test_simulator_messages_join_text_into_a_call_message_but_never_onto_one():
+    convo = [{"role": "assistant", "content": "Hi."},
+             {"role": "user", "content": "Hello."},
+             {"role": "user", "content": "Checking.", "tool_calls": [_call("check_sim_status", "u1")],
+              "requestor": "user"},
+             {"role": "tool", "tool_call_id": "u1", "content": "SIM: active", "requestor": "user"},
+             {"role": "user", "content": "", "tool_calls": [_call("run_speed_test", "u2")], "requestor": "user"},
+             {"role": "tool", "tool_call_id": "u2", "content": "Speed: excellent", "requestor": "user"},
+             {"role": "user", "content": "All good now."},
+             {"role": "user", "content": "Thanks."}]
+    view = simulator_messages("S", convo, user_tools=True)
+    assert [(m["role"], m["content"], [c["id"] for c in m.get("tool_calls", [])]) for m in view] == [
+        ("system", "S", []), ("user", "Hi.", []), ("assistant", "Hello.\n\nChecking.", ["u1"]),
+        ("tool", "SIM: active", []), ("assistant", "", ["u2"]), ("tool", "Speed: excellent", []),
+        ("assistant", "All good now.\n\nThanks.", [])]
+    assert _follows_the_openai_tool_rule(view)
+
+
+def test_simulator_messages_without_user_tools_are_as_before():
+    view = simulator_messages("SYS", DUAL_CONVERSATION)
+    assert all(m["role"] != "tool" and "tool_calls" not in m for m in view)
+    assert "Airplane Mode: ON" not in json.dumps(view)
+
+
+def _telecom_task():
+    from sgcd_envs.tau2_telecom import load_tasks
+
+    return load_tasks("small")[0]
+
+
+SCHEMAS = [{"type": "function", "function": {"name": name, "description": name,
+                                             "parameters": {"type": "object", "properties": {}}}}
+           for name in ("check_status_bar", "toggle_airplane_mode")]
+
+
+def test_bind_tools_copies_the_schemas_and_changes_the_prompt(stub_server, make_client):
+    stub_server.push("Hi, my data is slow.", "Hi, my data is slow.")
+    plain = LLMUser(make_client())
+    assert plain.tools is None
+    plain.reset(_telecom_task(), seed=0)
+    schemas = json.loads(json.dumps(SCHEMAS))
+    user = LLMUser(make_client())
+    user.bind_tools(schemas)
+    schemas[0]["function"]["name"] = "changed"
+    schemas.append({})
+    assert user.tools == SCHEMAS
+    user.reset(_telecom_task(), seed=0)
+    prompts = [body["messages"][0]["content"] for body in stub_server.requests]
+    assert USER_TOOLS_GUIDELINE not in prompts[0] and USER_TOOLS_GUIDELINE in prompts[1]
+    assert prompts[1].replace(USER_TOOLS_GUIDELINE + "\n", "") == prompts[0]
+    assert stub_server.tools_sent == [None, None]  # the opening message is always a text
+    empty = LLMUser(make_client())
+    empty.bind_tools([])
+    assert empty.tools is None
+    with pytest.raises(ValueError, match=r"tools\[0\] must be an OpenAI function schema"):
+        LLMUser(make_client()).bind_tools([{"name": "check_status_bar"}])
+
+
+def test_respond_returns_tool_calls_and_is_asked_again_after_its_results(stub_server, make_client):
+    stub_server.push("My phone has no service.",
+                     Reply(content="Let me see.", tool_calls=[tool_call("check_status_bar", call_id=None),
+                                                              tool_call("toggle_airplane_mode", call_id=None)]),
+                     "Airplane mode was on; it is off now.")
+    user = LLMUser(make_client())
+    user.bind_tools(SCHEMAS)
+    user.reset(_telecom_task(), seed=3)
+    convo = [{"role": "user", "content": "My phone has no service."},
+             {"role": "assistant", "content": "Please check your status bar."}]
+    reply = user.respond(convo)
+    assert reply == {"role": "user", "content": "Let me see.", "tool_calls": [
+        _call("check_status_bar", "usercall_2_0"), _call("toggle_airplane_mode", "usercall_2_1")]}
+    convo += [{**reply, "requestor": "user"},
+              {"role": "tool", "tool_call_id": "usercall_2_0", "content": "Airplane Mode: ON", "requestor": "user"},
+              {"role": "tool", "tool_call_id": "usercall_2_1", "content": "OFF", "requestor": "user"}]
+    assert user.respond(convo) == "Airplane mode was on; it is off now."  # no nudge after its own results
+    last = stub_server.requests[-1]
+    assert last["tools"] == SCHEMAS and last["seed"] == 3
+    assert [m["role"] for m in last["messages"][-4:]] == ["user", "assistant", "tool", "tool"]
+    assert last["messages"][-3]["tool_calls"] == reply["tool_calls"]
+    assert user.stats.empty_agent_turns == 0 and user.stats.failures == 0
+
+
+def test_respond_input_checks_and_failures_with_bound_tools(stub_server, make_client):
+    own_result = {"role": "tool", "tool_call_id": "u1", "content": "x", "requestor": "user"}
+    stub_server.push("Hello.", "Hello.", Reply(status=500))
+    plain = LLMUser(make_client(max_retries=0))
+    plain.reset(_telecom_task(), seed=0)
+    with pytest.raises(ValueError, match="must end with an agent message.$"):
+        plain.respond([{"role": "user", "content": "Hello."}, own_result])  # no tools bound: as before
+    user = LLMUser(make_client(max_retries=0))
+    user.bind_tools(SCHEMAS)
+    user.reset(_telecom_task(), seed=0)
+    with pytest.raises(ValueError, match="or the user's own tool results"):
+        user.respond([{"role": "user", "content": "Hello."},
+                      {"role": "tool", "tool_call_id": "c1", "content": "agent's result"}])
+    assert user.respond([{"role": "user", "content": "Hello."}, {"role": "assistant", "content": ""}]) == NO_TEXT_REPLY
+    with pytest.raises(LLMError, match="HTTP 500"):
+        user.respond([{"role": "user", "content": "Hello."},
+                      {"role": "user", "content": "", "tool_calls": [_call("check_status_bar", "u1")],
+                       "requestor": "user"}, own_result])
+    assert user.stats.failures == 1 and user.stats.empty_agent_turns == 1
+
+
+def telecom_customer(body: dict) -> str | Reply:
+    """Stub model for the telecom customer: toggles airplane mode when asked to, then reports
+    the tool's result (only when the request carries the call followed by its result)."""
+    messages = body["messages"]
+    last = messages[-1]
+    if last["role"] == "user" and "airplane mode" in last["content"].lower():
+        return Reply(tool_calls=[tool_call("toggle_airplane_mode", {}, "call_air")])
+    if last["role"] == "tool":
+        call_message = messages[-2]
+        if (last["tool_call_id"] == "call_air" and call_message["role"] == "assistant"
+                and call_message["tool_calls"][0]["function"]["name"] == "toggle_airplane_mode"):
+            return f"Done. My phone says: {last['content']}"
+        return "UNEXPECTED REQUEST"
+    if "anything else" in last["content"].lower():
+        return STOP
+    return "My mobile data is not working."
+
+
+def test_llm_user_with_user_tools_drives_the_real_tau2_telecom_env(stub_server, make_client):
+    """The real τ²-telecom env with the LLM user (stub model): the user toggles airplane mode
+    with its own tool, the env runs it on the user's side, and the user reports the result."""
+    from sgcd_envs.tau2_telecom.env import Tau2TelecomEnv
+
+    stub_server.responder = telecom_customer
+    user = LLMUser(make_client())
+    env = Tau2TelecomEnv(split="small", user=user)
+    user_tool_names = {s["function"]["name"] for s in env.user_tool_schemas()}
+    assert {s["function"]["name"] for s in user.tools} == user_tool_names and len(user_tool_names) == 30
+    obs, info = env.reset(seed=0, options={"task_id": env.task_ids()[0]})
+    assert obs == [{"role": "user", "content": "My mobile data is not working."}]
+    airplane_before = env.state.device["airplane_mode"]
+    obs, reward, terminated, truncated, info = env.step("Please toggle airplane mode on your phone.")
+    assert not (terminated or truncated)
+    assert env.state.device["airplane_mode"] != airplane_before  # the user's call ran on the user's side
+    assert obs[-1]["role"] == "user" and obs[-1]["content"].startswith("Done. My phone says: ")
+    assert "UNEXPECTED" not in obs[-1]["content"]
+    assert [m["role"] for m in obs] == ["user", "assistant", "user"]  # the agent sees none of the user's tool use
+    assert "toggle_airplane_mode" not in json.dumps(obs) and "call_air" not in json.dumps(obs)
+    hidden = [m for m in env.trajectory if m.get("requestor") == USER_SIDE]
+    assert [m["role"] for m in hidden] == ["user", "tool"]
+    assert hidden[0]["tool_calls"][0]["id"] == "call_air" and hidden[1]["tool_call_id"] == "call_air"
+    assert hidden[0]["tool_calls"][0]["function"]["name"] == "toggle_airplane_mode"
+    assert obs[-1]["content"] == "Done. My phone says: " + hidden[1]["content"]
+    # what the simulator model received: reset without tools, then the 30 user tools each time
+    assert [None if t is None else len(t) for t in stub_server.tools_sent] == [None, 30, 30]
+    assert {t["function"]["name"] for t in stub_server.tools_sent[1]} == user_tool_names
+    second = stub_server.requests[2]["messages"]
+    assert second[-2] == {"role": "assistant", "content": "",
+                          "tool_calls": [tool_call("toggle_airplane_mode", {}, "call_air")]}
+    assert second[-1] == {"role": "tool", "tool_call_id": "call_air", "content": hidden[1]["content"]}
+    assert USER_TOOLS_GUIDELINE in second[0]["content"]
+    obs, reward, terminated, truncated, info = env.step("Is there anything else?")
+    assert terminated and info["termination"] == "user_stop" and info["user_tool_calls"] == 1
+    assert [c.name for c in env.user_tool_calls] == ["toggle_airplane_mode"] and env.tool_calls == []
+
+
+def test_user_server_failure_after_the_users_own_calls_is_a_user_error(stub_server, make_client):
+    from sgcd_envs.tau2_telecom.env import Tau2TelecomEnv
+
+    stub_server.push("My mobile data is not working.", Reply(tool_calls=[tool_call("toggle_airplane_mode")]),
+                     Reply(status=500))
+    user = LLMUser(make_client(max_retries=0))
+    env = Tau2TelecomEnv(split="small", user=user)
+    env.reset(seed=0, options={"task_id": env.task_ids()[0]})
+    before = env.state.device["airplane_mode"]
+    obs, reward, terminated, truncated, info = env.step("Please toggle airplane mode.")
+    assert terminated and info["termination"] == "user_error" and "HTTP 500" in info["user_error"] and reward == 0.0
+    assert env.state.device["airplane_mode"] != before and info["user_tool_calls"] == 1  # the call had run
+    assert user.stats.failures == 1 and obs[-1]["role"] == "assistant"
