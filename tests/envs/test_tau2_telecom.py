@@ -249,3 +249,53 @@ def test_user_requests_name_what_the_stand_in_recognises():
                 user._pending = [action.call]
                 reply = user.respond([{"role": "assistant", "content": text}])
                 assert isinstance(reply, dict) and reply["tool_calls"][0]["function"]["name"] == action.call.name, text
+
+
+class _FuzzUser(ScriptedUser):
+    """On every agent message, calls a few random user tools with random arguments (a fuzzing user)."""
+
+    def __init__(self, rng, calls):
+        super().__init__()
+        self.rng, self.calls = rng, calls
+
+    def respond(self, messages):
+        if messages[-1].get("requestor") == USER_SIDE:
+            return "Done."
+        return {"role": "user", "content": "", "tool_calls": [
+            ToolCall(name, args, f"fuzz_{i}").to_openai() for i, (name, args) in enumerate(self.rng.sample(self.calls, 3))]}
+
+
+def _fuzz_calls(tools, ids):
+    """Each tool with a few argument sets: task-like ids and values, wrong types, missing ones."""
+    values = [*ids, "", "4g_only", "messaging", "storage", 2.0, -1, None, {"apn_name": "broken"}, True]
+    out = []
+    for spec in tools:
+        names = list(spec.parameters.get("properties", {}))
+        out.append((spec.name, {}))
+        for seed in range(3):
+            out.append((spec.name, {n: values[(seed * 7 + j * 3) % len(values)] for j, n in enumerate(names)}))
+    return out
+
+
+def test_base_db_unchanged_after_fuzzing_both_sides(path):
+    """Random calls of both sides through the env, valid-looking and malformed: each episode
+    changes only its own state, the shared base DBs stay as loaded."""
+    import random
+
+    before = _base_dump(path)
+    rng = random.Random(3)
+    ids = ["C1001", "C1002", "L1001", "L1002", "L1003", "B1001", "B1003", "P1001", "D1001", "555-123-2002"]
+    agent_calls = _fuzz_calls(tool_specs(), ids)
+    env = Tau2TelecomEnv(split="base", user=_FuzzUser(rng, _fuzz_calls(user_tool_specs(), ids)), max_errors=1000)
+    changed = 0
+    for i, task in enumerate(env.tasks[:20]):
+        env.reset(seed=i, options={"task_id": task.id})
+        start = env.state_fingerprint()
+        for _ in range(6):
+            name, args = rng.choice(agent_calls)
+            text = ToolCall(name, args, "a").to_hermes() if rng.random() < 0.7 else "Please try that again."
+            *_, term, trunc, _ = env.step(text)
+            if term or trunc:
+                break
+        changed += env.state_fingerprint() != start
+    assert changed > 0 and _base_dump(path) == before

@@ -99,7 +99,7 @@ def case(converted_model_dir, tokenizer):
         response, mask = _response(tokenizer, ep.messages[1:])
         rows.append({"student": builder.build_initial_tokens(ep.prompt_messages), "response": response, "mask": mask,
                      "teacher": builder.build_initial_tokens(msgs)})
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)  # the only job on the machine (CI: 2 cores); uncontended, 2 threads halve a forward
     server = TransformersServer(SimpleNamespace(prompt_length=8192, response_length=2048, max_model_len=None, seed=0),
                                 SimpleNamespace(local_path=str(converted_model_dir), path=str(converted_model_dir)),
                                 replica_rank=0, device="cpu")
@@ -113,33 +113,28 @@ def _padded(values: list[torch.Tensor], width: int) -> torch.Tensor:
     return out
 
 
-def _local_divergence(model, row) -> torch.Tensor:
-    """Full-vocabulary D_t at the response positions (the local trainer's features)."""
-    def hidden(prompt: list[int]) -> torch.Tensor:
-        ids = torch.tensor([prompt + row["response"]])
-        with torch.no_grad():
-            h = model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
-        return h[len(prompt) - 1: len(prompt) + len(row["response"]) - 1]
-
-    kl, _ = reverse_kl_and_entropy(hidden(row["student"]), hidden(row["teacher"]), model.lm_head.weight.detach())
-    return kl
-
-
-def _pair_divergence(model, row) -> torch.Tensor:
-    """D_t from ``sgcd_engine_loss`` called as verl's logits hook on one (student, teacher) pair."""
+def _divergences(model, row) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-vocabulary D_t at the response positions, both ways from one forward of each context:
+    the local trainer's (hidden states → ``reverse_kl_and_entropy``, as ``adapters.local.methods.sgcd``)
+    and verl's (``sgcd_engine_loss`` called as verl's logits hook on the packed (student, teacher) pair)."""
     from tensordict import TensorDict
 
     from adapters.verl.losses import sgcd_engine_loss
 
-    seqs = [row["student"] + row["response"], row["teacher"] + row["response"]]
-    with torch.no_grad():
-        logits = torch.cat([model(input_ids=torch.tensor([ids])).logits[0].float() for ids in seqs])
+    n = len(row["response"])
+    hidden, logits = [], []
+    for prompt in (row["student"], row["teacher"]):
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([prompt + row["response"]]), output_hidden_states=True)
+        hidden.append(out.hidden_states[-1][0][len(prompt) - 1: len(prompt) + n - 1])
+        logits.append(out.logits[0].float())
+    local, _ = reverse_kl_and_entropy(hidden[0], hidden[1], model.lm_head.weight.detach())
     nest = lambda xs: torch.nested.as_nested_tensor([torch.tensor(x) for x in xs], layout=torch.jagged)  # noqa: E731
     micro = TensorDict({"prompts": nest([row["student"], row["teacher"]]),
                         "responses": nest([row["response"], row["response"]])}, batch_size=[2])
-    out = sgcd_engine_loss(None, data=micro, student_logits=logits.unsqueeze(0))["sgcd_divergence"][0]
-    p, n = len(row["student"]), len(row["response"])
-    return out[p - 1: p + n - 1]
+    out = sgcd_engine_loss(None, data=micro, student_logits=torch.cat(logits).unsqueeze(0))["sgcd_divergence"][0]
+    p = len(row["student"])
+    return local, out[p - 1: p + n - 1]
 
 
 def _top(server, prompt: list[int], response: list[int], k: int):
@@ -173,15 +168,14 @@ def _agreement(w_a: torch.Tensor, w_b: torch.Tensor, mask: torch.Tensor) -> tupl
 
 def test_verl_credit_weights_agree_with_the_local_trainers(case) -> None:
     episodes, rows, server = case
-    local = [_local_divergence(server.model, r) for r in rows]
-    w_local, mask = _weights(episodes, rows, local)
+    local, pairs = zip(*(_divergences(server.model, r) for r in rows))
+    w_local, mask = _weights(episodes, rows, list(local))
     # w is local SGCD's credit_weights on the same D_t: the verl pipeline adds nothing of its own
     local_direct, _ = sgcd.credit_weights(sgcd.credit_scores(_padded(local, mask.shape[1]), torch.zeros_like(mask)),
                                           mask)
     assert torch.allclose(torch.where(mask > 0, w_local, 1.0), torch.where(mask > 0, local_direct, 1.0), atol=1e-5)
 
-    figures = {"exact (pairs)": _agreement(_weights(episodes, rows, [_pair_divergence(server.model, r) for r in rows])[0],
-                                           w_local, mask)}
+    figures = {"exact (pairs)": _agreement(_weights(episodes, rows, list(pairs))[0], w_local, mask)}
     top = [(_top(server, r["student"], r["response"], 100), _top(server, r["teacher"], r["response"], 100))
            for r in rows]
     for k in (5, 20, 100):
@@ -206,15 +200,21 @@ def test_verl_credit_weights_agree_with_the_local_trainers(case) -> None:
     assert figures["shared top-100"][1] > figures["shared top-20"][1] > figures["shared top-5"][1]
 
 
-def _response_logits(model, prompt: list[int], response: list[int]) -> torch.Tensor:
-    """(R, V) logits predicting the response tokens after ``prompt``."""
+def _logits(model, prompt: list[int], response: list[int]) -> torch.Tensor:
+    """(P + R, V) logits of ``prompt + response`` (one forward)."""
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([prompt + response])).logits[0]
-    return logits[len(prompt) - 1: len(prompt) + len(response) - 1].float()
+        return model(input_ids=torch.tensor([prompt + response])).logits[0].float()
 
 
-def _pair_bins(model, student: list[int], teacher: list[int], response: list[int], k: int):
-    """SDPO's bins from ``sdpo_engine_loss`` as verl's logits hook on one (student, teacher) pair."""
+def _response_rows(logits: torch.Tensor, prompt_len: int, response_len: int) -> torch.Tensor:
+    """The rows of a sequence's logits that predict its response tokens."""
+    return logits[prompt_len - 1: prompt_len + response_len - 1]
+
+
+def _pair_bins(student_logits: torch.Tensor, teacher_logits: torch.Tensor, student: list[int], teacher: list[int],
+               response: list[int], k: int):
+    """SDPO's bins from ``sdpo_engine_loss`` as verl's logits hook on one (student, teacher) pair
+    (the full logits of both sequences, packed)."""
     from tensordict import TensorDict
 
     from adapters.verl.config import SDPOPolicyLossConfig
@@ -222,8 +222,7 @@ def _pair_bins(model, student: list[int], teacher: list[int], response: list[int
     from verl.utils import tensordict_utils as tu
     from verl.workers.config.actor import ActorConfig
 
-    with torch.no_grad():
-        logits = torch.cat([model(input_ids=torch.tensor([ids + response])).logits[0].float() for ids in (student, teacher)])
+    logits = torch.cat([student_logits, teacher_logits])
     nest = lambda xs: torch.nested.as_nested_tensor([torch.tensor(x) for x in xs], layout=torch.jagged)  # noqa: E731
     micro = TensorDict({"prompts": nest([student, teacher]), "responses": nest([response, response])}, batch_size=[2])
     tu.assign_non_tensor(micro, **{SDPO_PAIR_SCORING: True, "sdpo_topk": k})
@@ -264,13 +263,16 @@ def test_verl_sdpo_loss_and_gradient_agree_with_the_local_trainers(case) -> None
     per_row = {}
     for i, r in enumerate(rows):
         n = len(r["response"])
-        student_logits[i, :n] = _response_logits(server.model, r["student"], r["response"])
+        student_full = _logits(server.model, r["student"], r["response"])
+        student_logits[i, :n] = _response_rows(student_full, len(r["student"]), n)
         if reprompts[i] is None:
             teacher_logits[i, :n] = student_logits[i, :n]
             continue
         teacher_prompt = builder.build_initial_tokens(reprompts[i])
-        teacher_logits[i, :n] = _response_logits(server.model, teacher_prompt, r["response"])
-        per_row[i] = _pair_bins(server.model, r["student"], teacher_prompt, r["response"], k)
+        teacher_full = _logits(server.model, teacher_prompt, r["response"])
+        teacher_logits[i, :n] = _response_rows(teacher_full, len(teacher_prompt), n)
+        per_row[i] = _pair_bins(student_full, teacher_full, r["student"], teacher_prompt, r["response"], k)
+        del student_full, teacher_full
     old = torch.zeros(len(rows), width)  # IS ratio exp(logp − old) = 1: logp below equals old
     lens = [len(r["response"]) for r in rows]
 

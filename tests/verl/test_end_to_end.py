@@ -8,7 +8,7 @@ to the CI-only contrast stand-in loop (:mod:`adapters.verl.replay_stand_in`), so
 task 39's mixes reward 1 (a reference replay) and 0 (a sample): these are fixture numbers, never
 τ³ results. The assertions read verl's own console metrics and the rollout server's log lines.
 
-About 2–3 minutes per run on 2 cores; the whole module runs 4 trainings (about 10 minutes).
+About 2–4 minutes per run on 2 cores; the whole module runs 4 trainings (about 9 minutes).
 """
 
 from __future__ import annotations
