@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
-from .parsing import ToolCall, parse_tool_calls, replace_lone_surrogates
+from .parsing import ParsedAction, ToolCall, parse_tool_calls, replace_lone_surrogates
 from .schema import ToolSpec, validate_arguments
 from .spaces import AgentAction, ChatMessages
 from sgcd_common import did_you_mean
@@ -322,23 +322,7 @@ class ToolUseEnv(gym.Env):
         """Record the agent's action, run its calls or get the user's reply; the termination
         reason it causes, if any."""
         parsed = parse_tool_calls(action, id_prefix=f"call_{self._turns}")
-        tool_calls = [c.to_openai() for c in parsed.calls] + [
-            {"id": cid, "type": "function", "function": {"name": INVALID_CALL_NAME, "arguments": raw}}
-            for cid, raw in parsed.invalid
-        ]
-        assistant: dict[str, Any] = {"role": "assistant", "content": parsed.content}
-        if tool_calls:
-            assistant["tool_calls"] = tool_calls
-        self._append(assistant)
-        if tool_calls:
-            for (cid, _raw), err in zip(parsed.invalid, parsed.errors):
-                if self._budget_spent():
-                    break
-                self._tool_message(cid, INVALID_CALL_NAME, "Error: " + err, error=True)
-            for call in parsed.calls:
-                if self._budget_spent():
-                    break
-                self._execute(call)
+        if self._record_and_run(parsed, {"role": "assistant"}):
             return "too_many_errors" if self._errors >= self.max_errors else None
         if AGENT_STOP_TOKEN in parsed.content:
             return "agent_stop"
@@ -362,7 +346,8 @@ class ToolUseEnv(gym.Env):
                     reply = text  # a stop ends the episode before its calls run, as upstream
                 else:
                     rounds += 1
-                    self._run_user_calls(reply, rounds)
+                    self._record_and_run(parse_tool_calls(reply, id_prefix=f"user_{self._turns}_{rounds}"),
+                                         {"role": "user"}, USER_SIDE)
                     if self._errors >= self.max_errors:
                         return "too_many_errors"
                     if len(self._messages) >= self.max_messages:
@@ -374,22 +359,30 @@ class ToolUseEnv(gym.Env):
             self._append({"role": "user", "content": reply})
             return "user_stop" if any(tok in reply for tok in USER_STOP_TOKENS) else None
 
-    def _run_user_calls(self, reply: Mapping[str, Any], round_: int) -> None:
-        """Record a user's tool-call message and run its calls on the user's side."""
-        parsed = parse_tool_calls(reply, id_prefix=f"user_{self._turns}_{round_}")
+    def _record_and_run(self, parsed: ParsedAction, message: dict[str, Any], requestor: str | None = None) -> bool:
+        """Append ``message`` with the parsed text and calls (malformed blocks recorded as
+        :data:`INVALID_CALL_NAME`), then answer each call, malformed ones first, until the error
+        or message budget is spent; ``requestor`` :data:`USER_SIDE`: the user's calls. Whether
+        the action had calls."""
         tool_calls = [c.to_openai() for c in parsed.calls] + [
             {"id": cid, "type": "function", "function": {"name": INVALID_CALL_NAME, "arguments": raw}}
             for cid, raw in parsed.invalid
         ]
-        self._append({"role": "user", "content": parsed.content, "tool_calls": tool_calls, "requestor": USER_SIDE})
+        message = {**message, "content": parsed.content}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        if requestor is not None:
+            message["requestor"] = requestor
+        self._append(message)
         for (cid, _raw), err in zip(parsed.invalid, parsed.errors):
             if self._budget_spent():
-                return
-            self._tool_message(cid, INVALID_CALL_NAME, "Error: " + err, error=True, requestor=USER_SIDE)
+                return True
+            self._tool_message(cid, INVALID_CALL_NAME, "Error: " + err, error=True, requestor=requestor)
         for call in parsed.calls:
             if self._budget_spent():
-                return
-            self._execute(call, requestor=USER_SIDE)
+                return True
+            self._execute(call, requestor=requestor)
+        return bool(tool_calls)
 
     def _budget_spent(self) -> bool:
         """Whether the episode's error or message budget is used up: the remaining calls of the
