@@ -32,7 +32,7 @@ from typing import Any
 import openai
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ChatClient", "Completion", "LLMEndpoint", "LLMError", "short_reason"]
+__all__ = ["ChatClient", "Completion", "LLMEndpoint", "LLMError", "checked_tools", "short_reason"]
 
 _ROLES = ("system", "user", "assistant", "tool")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -196,7 +196,7 @@ def _check_tool_calls(where: str, calls: Any, *, require_id: bool = True) -> lis
     return out
 
 
-def _check_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+def checked_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
     """The request's OpenAI function schemas (a deep copy), None for no tools (None or empty:
     OpenAI rejects an empty ``tools`` list); raises ValueError naming a malformed schema."""
     if tools is None:
@@ -287,9 +287,9 @@ class ChatClient:
             "max_tokens": self.endpoint.max_tokens,
             "seed": seed,
         }
-        checked_tools = _check_tools(tools)
-        if checked_tools is not None:
-            material["tools"] = checked_tools
+        tool_schemas = checked_tools(tools)
+        if tool_schemas is not None:
+            material["tools"] = tool_schemas
         blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -363,15 +363,15 @@ class ChatClient:
         cache/attempt details. ``tools`` (OpenAI function schemas) is sent as the request's
         ``tools`` (the server's default ``tool_choice``, "auto"); None or empty sends none."""
         clean = _check_messages(messages)
-        checked_tools = _check_tools(tools)
-        key = self.cache_key(clean, seed=seed, tools=checked_tools)
+        tool_schemas = checked_tools(tools)
+        key = self.cache_key(clean, seed=seed, tools=tool_schemas)
         self.calls += 1
         cached = self._cache_get(key)
         if cached is not None:
             self.cache_hits += 1
             return Completion(text=cached[0], cached=True, attempts=0, key=key, tool_calls=cached[1])
         try:
-            text, calls, finish, attempts = self._send(clean, seed, checked_tools)
+            text, calls, finish, attempts = self._send(clean, seed, tool_schemas)
         except LLMError:
             self.errors += 1
             raise

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .client import ChatClient, LLMError, _check_tools, short_reason
+from .client import ChatClient, LLMError, checked_tools, short_reason
 
 __all__ = [
     "END_MARKERS",
@@ -358,7 +358,7 @@ class LLMUser:
         Raises:
             ValueError: a schema is not an OpenAI function schema.
         """
-        self._tools = _check_tools(list(schemas))
+        self._tools = checked_tools(list(schemas))
 
     def reset(self, task: Any, seed: int | None = None) -> str:
         """Start an episode for ``task``; returns the customer's first message (always a text:
