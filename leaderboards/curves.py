@@ -7,10 +7,11 @@ Four metrics of the step's rollouts (:class:`~leaderboards.store.TrainStep`), on
 * ``no-write success`` — pass@1 over the rolled-out no-write tasks (likewise);
 * ``writes / episode`` — write-tool calls per rolled-out episode.
 
-A run with a probe (``--probe-tasks N``) also stores, after every
-step's update, the same four on the first N train tasks, greedy: the same tasks at every step
-and for every seed, so that curve moves only with the policy (the rollouts' reward also moves
-with which tasks a step happened to draw). They are drawn as a second row of panels, and
+A run with a probe (``--probe-tasks N``) also stores, for every
+step, the same four on the first N train tasks, played by the policy that rolled the step out
+(greedy, or ``--probe-samples K`` draws with fixed random numbers): the same tasks and draws at
+every step and for every seed, so that curve moves only with the policy (the rollouts' reward
+also moves with which tasks a step happened to draw). They are drawn as a second row of panels, and
 :func:`learning` judges the train reward on them when every run has them.
 
 SDPO's tool-use collapse shows here as action success and writes per episode falling while
@@ -73,7 +74,7 @@ PROBE_METRICS: tuple[tuple[str, str], ...] = (
     ("probe_no_write_success", "probe no-write success"),
     ("probe_write_calls", "probe writes / episode"),
 )
-"""The same four measured on the run's fixed probe tasks (greedy, after the step's update): a
+"""The same four measured on the run's fixed probe tasks (before the step's update): a
 second row of panels when a run has them."""
 
 RATES = frozenset({"reward_mean", "action_success", "no_write_success", "probe_reward", "probe_action_success",
@@ -236,7 +237,7 @@ class Learning:
     """Mean train reward of the last steps, per run."""
     last: int
     metric: str = "reward_mean"
-    """Which train reward: ``probe_reward`` (the fixed probe tasks, greedy) when every run has
+    """Which train reward: ``probe_reward`` (the fixed probe tasks and draws) when every run has
     it, else ``reward_mean`` (the step's rollouts, which also move with the tasks drawn)."""
 
     @property

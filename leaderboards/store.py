@@ -401,7 +401,7 @@ class TrainStep:
     step_s: float
     """Wall time of the step (rollouts + update), seconds."""
     probe_reward: float | None = None
-    """Mean reward on the run's fixed probe tasks (the first N train tasks, greedy) of the policy
+    """Mean reward on the run's fixed probe tasks (the first N train tasks, greedy or with fixed draws) of the policy
     that rolled this step out, i.e. before its update (step 1: the starting policy); ``None``
     when the run has no probe. Unlike ``reward_mean`` it does not move with which tasks the step
     happened to draw."""

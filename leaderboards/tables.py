@@ -630,7 +630,7 @@ def learning_table(rows: Sequence[Learning]) -> Table:
     """Per method: train reward at step 1 and over the last steps, per seed, and whether the mean
     gain exceeds its spread across seeds (:class:`~leaderboards.curves.Learning`)."""
     last = rows[0].last if rows else 2
-    sources = {"probe_reward": "probe (fixed train tasks, greedy)", "reward_mean": "the step's rollouts"}
+    sources = {"probe_reward": "probe (fixed train tasks)", "reward_mean": "the step's rollouts"}
     measured = ", ".join(dict.fromkeys(sources[r.metric] for r in rows)) or sources["reward_mean"]
     table = Table(title=f"train reward ({measured}): step 1 → mean of the last {last} steps, per seed",
                   title_justify="left")

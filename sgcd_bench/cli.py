@@ -133,8 +133,12 @@ CheckpointOpt = Annotated[Optional[bool], typer.Option(
     help="Recompute decoder activations in the backward pass (less memory, ~1 more forward; the update is "
          "unchanged). Default: the preset's (gpu on).")]
 ProbeOpt = Annotated[Optional[int], typer.Option(
-    help="Every step, also play the first N train tasks greedily in the step's rollout batch (the probe "
+    help="Every step, also play the first N train tasks in the step's rollout batch (the probe "
          "curves: the policy before each update, on the same tasks every step; 0 = none). Default: the preset's.")]
+ProbeSamplesOpt = Annotated[Optional[int], typer.Option(
+    help="How the probe plays each task: 0 = once, greedily; K > 0 = K samples at the rollout temperature, each "
+         "with its own fixed random numbers (the same draws every step, so the curve moves only with the policy, "
+         "and it sees the sampling policy the update changes, not only argmax flips). Default: the preset's.")]
 EvalTasksOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N tasks of the eval split (default: all).")]
 EvalTrialsOpt = Annotated[Optional[int], typer.Option(help="Trials per eval task (pass^k needs > 1).")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(help="Evaluation split (default: the preset's, 'test').")]
@@ -192,6 +196,7 @@ def compare(
     sft_epochs: SftEpochsOpt = None,
     sft_lr: SftLrOpt = None,
     probe_tasks: ProbeOpt = None,
+    probe_samples: ProbeSamplesOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,
@@ -290,6 +295,7 @@ def train(
     sft_epochs: SftEpochsOpt = None,
     sft_lr: SftLrOpt = None,
     probe_tasks: ProbeOpt = None,
+    probe_samples: ProbeSamplesOpt = None,
     eval_tasks: EvalTasksOpt = None,
     eval_trials: EvalTrialsOpt = None,
     eval_split: EvalSplitOpt = None,

@@ -51,9 +51,13 @@ class Preset:
     warm_start: SFTSettings | None = None
     """Behaviour cloning of the env's reference trajectories before RL (None: start from the model as is)."""
     probe_tasks: int | None = None
-    """Every step, play the first N train tasks greedily in the step's first rollout batch (the
-    probe: the same tasks every step and seed, so its curve moves only with the policy, measured
-    before each update); None or 0 = no probe."""
+    """Every step, play the first N train tasks in the step's first rollout batch (the probe: the
+    same tasks every step and seed, so its curve moves only with the policy, measured before each
+    update); None or 0 = no probe."""
+    probe_samples: int = 0
+    """How the probe plays each task: 0 = once, greedily (it moves only when an argmax flips);
+    K > 0 = K times at the rollout temperature, each draw with its own fixed random numbers, so
+    it measures the sampling policy the update changes and still moves only with the policy."""
     decoder: str = "auto"
     """How rollouts decode (``adapters.local.rollout.RolloutEngine.decoder``): auto, eager or static."""
     torch_threads: int | None = None
@@ -72,7 +76,7 @@ class Preset:
             "eval_tasks": self.eval_tasks, "eval_trials": self.eval_trials,
             "eval_temperature": self.eval_temperature, "device": self.device,
             "scripted_user_turns": self.scripted_user_turns, "env": self.env, "torch_threads": self.torch_threads,
-            "probe_tasks": self.probe_tasks, "decoder": self.decoder,
+            "probe_tasks": self.probe_tasks, "probe_samples": self.probe_samples, "decoder": self.decoder,
             "loop": asdict(self.loop), "grpo": asdict(self.grpo), "sampling": asdict(self.sampling),
             "sgcd": asdict(self.sgcd), "sdpo": asdict(self.sdpo),
             "warm_start": asdict(self.warm_start) if self.warm_start else None,
@@ -143,7 +147,7 @@ def with_overrides(preset: Preset, **overrides: Any) -> Preset:
         sampling = replace(sampling, groups_per_batch=overrides["groups_per_batch"])
     top = {k: v for k, v in overrides.items()
            if k in {"prompt_variant", "eval_tasks", "eval_trials", "eval_temperature", "device", "eval_split",
-                    "train_split", "probe_tasks", "torch_threads", "decoder"}
+                    "train_split", "probe_tasks", "probe_samples", "torch_threads", "decoder"}
            and v is not None}
     if "decoder" in top and top["decoder"] not in DECODERS:
         raise PresetError(f"--decoder must be one of {', '.join(DECODERS)}, got {top['decoder']!r}")
@@ -153,6 +157,8 @@ def with_overrides(preset: Preset, **overrides: Any) -> Preset:
         raise PresetError(f"--threads must be >= 1, got {top['torch_threads']}")
     if "probe_tasks" in top and top["probe_tasks"] < 0:
         raise PresetError(f"--probe-tasks must be >= 0 (0 = no probe), got {top['probe_tasks']}")
+    if "probe_samples" in top and top["probe_samples"] < 0:
+        raise PresetError(f"--probe-samples must be >= 0 (0 = greedy), got {top['probe_samples']}")
     if "eval_tasks" in top and top["eval_tasks"] < 1:
         raise PresetError(f"--eval-tasks must be >= 1, got {top['eval_tasks']}")
     if overrides.get("warm_start") is not None:  # --warm-start / --no-warm-start

@@ -279,7 +279,7 @@ def train_method(
             bar = display.training(method, preset.loop.steps, trainer.step_idx)
             engine.on_progress = bar.rollout
             while trainer.step_idx < preset.loop.steps:
-                unstored = result = trainer.step(probe, probe_seed=PROBE_SEED)
+                unstored = result = trainer.step(probe, probe_seed=PROBE_SEED, probe_samples=preset.probe_samples)
                 point = train_step(result)
                 with deferred_interrupts():  # stored and marked stored together: a signal between the two
                     store.record_step(run_id, point)  # would store the step twice
@@ -403,7 +403,8 @@ def probe_tasks(pieces: Pieces) -> tuple[str, ...]:
     """The run's probe: the first ``probe_tasks`` train tasks (none when the preset has
     ``probe_tasks`` unset or 0), played by ``LocalTrainer.step(probe, probe_seed=PROBE_SEED)``.
 
-    The probe plays each task once, greedily, in the step's first rollout batch, so it measures
+    The probe plays each task once greedily (or ``probe_samples`` times with fixed random
+    numbers) in the step's first rollout batch, so it measures
     the policy that rolled the step out, before the step's update: step 1's probe is the starting
     policy, identical for every seed and method. Same tasks at every step, so the probe's curve
     moves only with the policy, not with the tasks a step drew."""

@@ -21,7 +21,7 @@ from sgcd_bench import preflight
 PRESET_OVERRIDES = ("seed", "steps", "group_size", "groups_per_batch", "max_turns", "max_new_tokens", "lr",
                     "micro_batch_groups", "rollout_batch_groups", "activation_checkpointing", "eval_tasks",
                     "eval_trials", "eval_split", "device", "warm_start", "sft_demos", "sft_epochs", "sft_lr",
-                    "probe_tasks", "decoder")
+                    "probe_tasks", "probe_samples", "decoder")
 """Options that override a preset size of the same name (None keeps the preset's)."""
 
 
@@ -56,6 +56,7 @@ class RunOptions:
     threads: int | None = None
     decoder: str | None = None
     probe_tasks: int | None = None
+    probe_samples: int | None = None
     summarizer_base_url: str | None = None
     summarizer_model: str | None = None
     summarizer_key_env: str = "SGCD_LLM_API_KEY"
@@ -205,7 +206,9 @@ def print_sizes(console: Console, p: Any, env_id: str, model: str | None, *, tra
             f"clip [{1 - g.eps_lo:g}, {1 + g.eps_hi:g}], dynamic sampling ≤{p.sampling.max_rounds} rounds{rollouts}"
             f"{', activation checkpointing' if loop.activation_checkpointing else ''}, seed {loop.seed}")
         if p.probe_tasks:
-            lines.append(f"  probe: the first {p.probe_tasks} {p.train_split} tasks, greedy, in every step's first "
+            how = (f"{p.probe_samples} samples each at temperature {loop.temperature:g} with fixed random numbers"
+                   if p.probe_samples else "greedy")
+            lines.append(f"  probe: the first {p.probe_tasks} {p.train_split} tasks, {how}, in every step's first "
                          "rollout batch (the same tasks every step and seed; it measures the policy that rolls "
                          "the step out, so step 1's probe is the starting policy)")
     if eval_sizes:

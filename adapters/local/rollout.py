@@ -158,6 +158,7 @@ def extend_and_sample(
     pad_id: int,
     temperature: float | Sequence[float] = 1.0,
     generator: torch.Generator | None = None,
+    row_generators: Sequence[torch.Generator | None] | None = None,
 ) -> list[list[int]]:
     """Feed each row its ``new_tokens`` (≥ 1 each) on top of what ``state`` holds, then sample
     one continuation per row; ``state`` is updated in place to hold everything fed.
@@ -166,7 +167,8 @@ def extend_and_sample(
     positions are counted over attended tokens only. Sampling is ancestral at ``temperature``,
     one for all rows or one per row (0 = greedy); only the sampled rows draw from ``generator``,
     so greedy rows riding along leave the others' random numbers as they were (the batch's shape
-    can still change a logit's rounding). A row stops after emitting
+    can still change a logit's rounding); a row with its own generator in ``row_generators``
+    draws from that one instead (:func:`row_sampler`). A row stops after emitting
     any of ``stop_ids`` (which is kept) or ``max_new_tokens`` tokens. Once a row has stopped, the
     steps it idles through are masked.
     """
@@ -174,7 +176,7 @@ def extend_and_sample(
         raise ValueError("every row needs at least one new token to sample from")
     device = next(model.parameters()).device
     n = len(new_tokens)
-    pick = row_sampler(temperature, n, device=device, generator=generator)
+    pick = row_sampler(temperature, n, device=device, generator=generator, row_generators=row_generators)
     width = max(len(t) for t in new_tokens)
     ids = torch.full((n, width), pad_id, dtype=torch.long, device=device)
     new_attn = torch.zeros((n, width), dtype=torch.long, device=device)
@@ -213,31 +215,51 @@ def extend_and_sample(
 
 
 def row_sampler(temperature: float | Sequence[float], rows: int, *, device: torch.device | str = "cpu",
-                generator: torch.Generator | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+                generator: torch.Generator | None = None,
+                row_generators: Sequence[torch.Generator | None] | None = None,
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The next-token rule of ``rows`` rows: logits (rows, vocab) → tokens (rows,).
 
     Row r draws ``y ~ softmax(z_r / τ_r)`` when τ_r > 0 and takes ``argmax z_r`` when τ_r = 0;
-    ``temperature`` is one τ for every row or one per row. Only the sampled rows draw from
-    ``generator``, in row order."""
+    ``temperature`` is one τ for every row or one per row. The sampled rows draw from
+    ``generator``, in row order (one ``multinomial`` call), except those with their own generator
+    in ``row_generators`` (one entry per row, None = the shared one): such a row draws
+    ``u ~ U(0, 1]`` from it and takes the inverse CDF, ``y = min{i : Σ_{k≤i} p_k ≥ u}``, one
+    draw per call whatever the other rows do. With a seeded generator this is a common random
+    number: a slightly different ``p`` keeps ``y`` unless ``u`` falls near a boundary it moved."""
     temps = [float(temperature)] * rows if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
     if len(temps) != rows:
         raise ValueError(f"{len(temps)} temperatures for {rows} rows")
     if any(t < 0 or t != t for t in temps):
         raise ValueError(f"temperatures must be >= 0 (0 = greedy), got {temps}")
-    sampled = [r for r, t in enumerate(temps) if t > 0]
-    if not sampled:
+    own = list(row_generators) if row_generators is not None else [None] * rows
+    if len(own) != rows:
+        raise ValueError(f"{len(own)} row generators for {rows} rows")
+    shared = [r for r, t in enumerate(temps) if t > 0 and own[r] is None]
+    inverse = [r for r, t in enumerate(temps) if t > 0 and own[r] is not None]
+    if not shared and not inverse:
         return lambda logits: logits.argmax(-1)
-    if len(set(temps)) == 1:  # every row sampled at one temperature
+    if len(shared) == rows and len(set(temps)) == 1:  # every row sampled at one temperature
         tau = temps[0]
         return lambda logits: torch.multinomial(torch.softmax(logits / tau, dim=-1), 1,
                                                 generator=generator).squeeze(1)
-    index = torch.tensor(sampled, device=device)
-    taus = torch.tensor([temps[r] for r in sampled], device=device)[:, None]
+    shared_index = torch.tensor(shared, dtype=torch.long, device=device)
+    shared_taus = torch.tensor([temps[r] for r in shared], device=device)[:, None]
+    inverse_index = torch.tensor(inverse, dtype=torch.long, device=device)
+    inverse_taus = torch.tensor([temps[r] for r in inverse], device=device)[:, None]
+    inverse_gens = [own[r] for r in inverse]
 
     def pick(logits: torch.Tensor) -> torch.Tensor:
         token = logits.argmax(-1)
-        probs = torch.softmax(logits.index_select(0, index) / taus, dim=-1)
-        return token.index_copy(0, index, torch.multinomial(probs, 1, generator=generator).squeeze(1))
+        if shared:
+            probs = torch.softmax(logits.index_select(0, shared_index) / shared_taus, dim=-1)
+            token = token.index_copy(0, shared_index, torch.multinomial(probs, 1, generator=generator).squeeze(1))
+        if inverse:
+            cdf = torch.softmax(logits.index_select(0, inverse_index) / inverse_taus, dim=-1).cumsum(-1)
+            u = 1.0 - torch.stack([torch.rand((), generator=g, device=device) for g in inverse_gens])  # (0, 1]
+            drawn = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).squeeze(1).clamp(max=logits.shape[-1] - 1)
+            token = token.index_copy(0, inverse_index, drawn)
+        return token
 
     return pick
 
@@ -312,19 +334,26 @@ class RolloutEngine:
 
     def run(self, task_ids: Sequence[str], group_size: int, *, seed: int) -> tuple[list[Episode], dict[str, float]]:
         """Roll out ``group_size`` siblings of every task; episodes come back grouped by task."""
-        episodes, _, info = self.run_with_greedy(task_ids, group_size, (), seed=seed)
+        episodes, _, info = self.run_with_probe(task_ids, group_size, (), seed=seed)
         return episodes, info
 
-    def run_with_greedy(self, task_ids: Sequence[str], group_size: int, greedy_task_ids: Sequence[str], *,
-                        seed: int, greedy_seed: int = 0) -> tuple[list[Episode], list[Episode], dict[str, float]]:
-        """:meth:`run`, plus one greedy episode of each of ``greedy_task_ids`` riding in the first
-        lockstep batch (the train probe): on a host-bound decoder a batch costs its decode steps,
-        not its rows, so the riders come almost free. Returns (sampled episodes grouped by task,
-        greedy episodes in order, statistics of the sampled episodes; ``greedy_tokens`` apart).
+    def run_with_probe(self, task_ids: Sequence[str], group_size: int, probe_task_ids: Sequence[str], *,
+                       seed: int, probe_seed: int = 0, probe_samples: int = 0
+                       ) -> tuple[list[Episode], list[Episode], dict[str, float]]:
+        """:meth:`run`, plus probe episodes of ``probe_task_ids`` riding in the first lockstep
+        batch (the train probe): on a host-bound decoder a batch costs its decode steps, not its
+        rows, so the riders come almost free. Returns (sampled episodes grouped by task, probe
+        episodes in task order, statistics of the sampled episodes; ``probe_tokens`` apart).
 
-        A greedy episode of task j is reset with the env seed that :meth:`run` gives group j's
-        first sibling under ``seed=greedy_seed``, so with a fixed ``greedy_seed`` it is the same
-        episode at every call until the policy changes."""
+        ``probe_samples`` = 0 plays each probe task once, greedily; K > 0 plays it K times at
+        the rollout temperature, sample k of task j drawing from its own generators seeded by
+        (``probe_seed``, j, k, turn) alone (:func:`probe_row_seed`), never from the rollout's. The
+        probe episode (j, k) is reset with the env seed that :meth:`run` gives sibling k of group j
+        under ``seed=probe_seed``, so with a fixed ``probe_seed`` it is the same episode, with the
+        same random numbers, at every call: its outcome changes only with the policy (common
+        random numbers, :func:`row_sampler`)."""
+        if probe_samples < 0:
+            raise ValueError(f"probe_samples must be >= 0 (0 = greedy), got {probe_samples}")
         started = time.perf_counter()
         generator = torch.Generator(device="cpu").manual_seed(seed)
         cache = prefix_cache(self.model, self.renderer.prefix_ids)
@@ -335,10 +364,12 @@ class RolloutEngine:
                 ep, env = self._start(task_id, g, seed=seed * 1_000_003 + g * 101 + k)
                 episodes.append(ep)
                 envs.append(env)
-        greedy = [self._start(task_id, j, seed=greedy_seed * 1_000_003 + j * 101) for j, task_id in
-                  enumerate(greedy_task_ids)]
+        draws = [(j, k) for j in range(len(probe_task_ids)) for k in range(max(probe_samples, 1))]
+        probe = [self._start(probe_task_ids[j], j, seed=probe_seed * 1_000_003 + j * 101 + k) for j, k in draws]
+        probe_temperature = self.temperature if probe_samples else 0.0
+        probe_seeds = [probe_row_seed(probe_seed, j, k) if probe_samples else None for j, k in draws]
         per = max(len(task_ids), 1) if self.batch_groups is None else self.batch_groups
-        every = episodes + [ep for ep, _ in greedy]
+        every = episodes + [ep for ep, _ in probe]
 
         def report(turn: int, ended: bool = False) -> None:
             if self.on_progress is not None:
@@ -348,19 +379,21 @@ class RolloutEngine:
 
         for first in range(0, max(len(task_ids), 1), per):
             rows = slice(first * group_size, (first + per) * group_size)
-            riders = greedy if first == 0 else []
+            riders = probe if first == 0 else []
+            n_sampled = len(episodes[rows])
             self._lockstep(episodes[rows] + [ep for ep, _ in riders], envs[rows] + [env for _, env in riders],
-                           [self.temperature] * len(episodes[rows]) + [0.0] * len(riders), cache, generator, report)
+                           [self.temperature] * n_sampled + [probe_temperature] * len(riders), cache, generator,
+                           report, row_seeds=[None] * n_sampled + (probe_seeds if riders else []))
         report(self.max_turns, ended=True)
-        for ep, env in zip(every, envs + [env for _, env in greedy]):
+        for ep, env in zip(every, envs + [env for _, env in probe]):
             if not ep.done:  # out of turns: the episode is cut (reward 0, as a truncation)
                 ep.info.setdefault("termination", "max_turns")
             env.close()
         wall = time.perf_counter() - started
         gen_tokens = sum(ep.generated_tokens for ep in episodes)
-        return episodes, [ep for ep, _ in greedy], {
+        return episodes, [ep for ep, _ in probe], {
             "rollout_s": wall, "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / max(wall, 1e-9),
-            "greedy_tokens": sum(ep.generated_tokens for ep, _ in greedy)}
+            "probe_tokens": sum(ep.generated_tokens for ep, _ in probe)}
 
     def replay(self, task_id: str, turns: Sequence[str], *, seed: int = 0) -> Episode:
         """An episode in which the agent writes ``turns`` (raw assistant texts, one per turn)
@@ -387,9 +420,13 @@ class RolloutEngine:
         return ep, env
 
     def _lockstep(self, episodes: list[Episode], envs: list[Any], temperatures: Sequence[float], cache,
-                  generator: torch.Generator, report: Callable[[int], None] = lambda turn: None) -> None:
+                  generator: torch.Generator, report: Callable[[int], None] = lambda turn: None, *,
+                  row_seeds: Sequence[int | None] | None = None) -> None:
         """Advance ``episodes`` turn by turn, all active ones sampled together each turn, episode
-        i at ``temperatures[i]``."""
+        i at ``temperatures[i]``; an episode with a seed in ``row_seeds`` draws its turn-t tokens
+        from a generator of its own seeded ``turn_seed(row_seeds[i], t)``, the others from child
+        generators of ``generator``."""
+        seeds = list(row_seeds) if row_seeds is not None else [None] * len(episodes)
         prefix_len = len(self.renderer.prefix_ids)
         device = next(self.model.parameters()).device
         static = self._static_decoder()
@@ -419,6 +456,8 @@ class RolloutEngine:
                 self.model, state, new_tokens, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids,
                 pad_id=self.pad_id, temperature=[temperatures[i] for i in active],
                 generator=sample_generator(generator, device),
+                row_generators=[None if seeds[i] is None else
+                                torch.Generator(device=device).manual_seed(turn_seed(seeds[i], turn)) for i in active],
             )
             for r, (i, gen) in enumerate(zip(active, outs)):
                 cached[i] += len(new_tokens[r]) + state.generated_fed[r]
@@ -498,6 +537,18 @@ def sample_generator(parent: torch.Generator, device: torch.device | str = "cpu"
     reproducible for a given device."""
     seed = int(torch.randint(0, 2**62, (1,), generator=parent))
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def probe_row_seed(probe_seed: int, task: int, sample: int) -> int:
+    """The seed of probe sample ``sample`` of probe task ``task``: a function of the three alone."""
+    return (probe_seed * 1_000_003 + task * 101 + sample) % 2**62
+
+
+def turn_seed(row_seed: int, turn: int) -> int:
+    """The seed of one row's turn-``turn`` generator. A generator per turn, not one per episode:
+    a row that stops early in a turn still draws while the batch's other rows decode, so the
+    draws a turn used up depend on the batch; a fresh one per turn keeps a row's draws its own."""
+    return (row_seed * 1_000_033 + turn * 7_919 + 1) % 2**62
 
 
 def _first_difference(a: str, b: str) -> int:

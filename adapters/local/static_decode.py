@@ -333,10 +333,11 @@ def static_extend_and_sample(
     pad_id: int,
     temperature: float | Sequence[float] = 1.0,
     generator: torch.Generator | None = None,
+    row_generators: Sequence[torch.Generator | None] | None = None,
 ) -> list[list[int]]:
     """:func:`~adapters.local.rollout.extend_and_sample` on a :class:`StaticBatch`: the same
     contract and token ids (right-aligned feeding, positions over attended columns, per-row
-    temperatures drawn by :func:`~adapters.local.rollout.row_sampler` on the real rows only),
+    temperatures and generators drawn by :func:`~adapters.local.rollout.row_sampler` on the real rows only),
     with the decode steps run by the decoder's fixed-shape (captured on CUDA) step."""
     from .rollout import row_sampler
 
@@ -349,7 +350,7 @@ def static_extend_and_sample(
         raise ValueError("the batch's decoder was built for another model")
     decoder = state.decoder
     device = decoder.device
-    pick = row_sampler(temperature, n, device=device, generator=generator)
+    pick = row_sampler(temperature, n, device=device, generator=generator, row_generators=row_generators)
     width = max(len(t) for t in new_tokens)
     slot = _load(state, width + max_new_tokens, pad_id)
     start, rows = state.columns, slot.rows

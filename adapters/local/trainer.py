@@ -93,8 +93,9 @@ class StepResult:
     rollouts: list[Episode] = field(default_factory=list)
     """Every episode rolled out this step, kept or dropped (for monitoring)."""
     probe: list[Episode] = field(default_factory=list)
-    """The greedy probe episodes that rode in the step's first rollout batch: the policy that
-    rolled the step out, before its update (empty without a probe). Never trained on."""
+    """The probe episodes that rode in the step's first rollout batch (greedy, or sampled with
+    fixed random numbers): the policy that rolled the step out, before its update (empty without
+    a probe). Never trained on."""
 
 
 def rollout_rewards(episodes: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,11 +151,12 @@ class LocalTrainer:
             picks += picks
         return picks[:n]
 
-    def collect(self, probe: Sequence[str] = (), *, probe_seed: int = 0
+    def collect(self, probe: Sequence[str] = (), *, probe_seed: int = 0, probe_samples: int = 0
                 ) -> tuple[list[Episode], list[Episode], dict[str, float], list[Episode]]:
         """Rollouts with dynamic sampling: (kept episodes of up to B mixed groups, every
-        episode rolled out, statistics, the greedy episodes of the ``probe`` tasks, which ride in
-        the first round's batch and enter neither the update nor the statistics)."""
+        episode rolled out, statistics, the probe episodes of the ``probe`` tasks, which ride in
+        the first round's batch and enter neither the update nor the statistics; see
+        :meth:`RolloutEngine.run_with_probe` for ``probe_seed`` and ``probe_samples``)."""
         self.model.eval()
         kept: list[Episode] = []
         stats = {"groups_drawn": 0.0, "groups_kept": 0.0, "rollout_s": 0.0, "generated_tokens": 0.0,
@@ -175,8 +177,8 @@ class LocalTrainer:
             tasks = self._draw_tasks(n_draw)
             seed = self.loop.seed * 7919 + self.step_idx * 131 + rounds
             if probe and rounds == 0:
-                episodes, probed, info = self.engine.run_with_greedy(tasks, self.grpo_cfg.group_size, probe,
-                                                                     seed=seed, greedy_seed=probe_seed)
+                episodes, probed, info = self.engine.run_with_probe(tasks, self.grpo_cfg.group_size, probe, seed=seed,
+                                                                    probe_seed=probe_seed, probe_samples=probe_samples)
             else:
                 episodes, info = self.engine.run(tasks, self.grpo_cfg.group_size, seed=seed)
             rounds += 1
@@ -208,17 +210,18 @@ class LocalTrainer:
         return kept, all_eps, stats, probed
 
     # ------------------------------------------------------------------ one step
-    def step(self, probe: Sequence[str] = (), *, probe_seed: int = 0) -> StepResult:
+    def step(self, probe: Sequence[str] = (), *, probe_seed: int = 0, probe_samples: int = 0) -> StepResult:
         """One training step; a step whose rollouts kept no mixed group makes no update.
-        ``probe``: tasks to play greedily, once each, in the step's first rollout batch
-        (:attr:`StepResult.probe`).
+        ``probe``: tasks to play in the step's first rollout batch (:attr:`StepResult.probe`),
+        once each greedily, or ``probe_samples`` times each with fixed random numbers.
 
         Interrupt-safe: until the step ends the trainer's checkpointable state (model, optimizer,
         method state, :attr:`step_idx`, the RNG it resumes with) is that of the previous step,
         and the step ends in one block that Ctrl-C / SIGTERM cannot split
         (:func:`~sgcd_common.signals.deferred_interrupts`)."""
         started = time.perf_counter()
-        episodes, rollouts, metrics, probed = self.collect(probe, probe_seed=probe_seed)  # 1-2: rollout + sampling
+        episodes, rollouts, metrics, probed = self.collect(probe, probe_seed=probe_seed,  # 1-2: rollout + sampling
+                                                           probe_samples=probe_samples)
         if episodes:
             metrics.update(self.update(episodes))
         else:

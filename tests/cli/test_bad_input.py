@@ -261,4 +261,6 @@ def test_a_negative_probe_is_refused_before_training(tmp_path, model):
     out = tmp_path / "runs"
     only_an_error_line(invoke("train", "grpo", "--probe-tasks", "-1", "--model", model, "--out", str(out)),
                        "--probe-tasks must be >= 0 (0 = no probe), got -1")
+    only_an_error_line(invoke("train", "grpo", "--probe-samples", "-2", "--model", model, "--out", str(out)),
+                       "--probe-samples must be >= 0 (0 = greedy), got -2")
     assert not out.exists()

@@ -128,11 +128,12 @@ def test_compare_with_several_seeds_trains_each_method_once_per_seed(tmp_path, t
     result = invoke("compare", "grpo", "--seeds", "3,5", "--model", str(model_dir), "--out", str(out),
                     "--steps", "3", "--env", "tiny-shop", "--no-warm-start", "--group-size", "2",
                     "--groups-per-batch", "1", "--max-turns", "1", "--max-new-tokens", "3", "--eval-tasks", "2",
-                    "--threads", "1", "--probe-tasks", "3")
+                    "--threads", "1", "--probe-tasks", "3", "--probe-samples", "2")
     assert result.exit_code == 0, result.output
     assert "seeds 3, 5: every method trains once per seed" in result.output
     assert "device cpu · decode eager · torch threads 1" in " ".join(result.output.split())  # wrapped
-    assert "probe: the first 3 train tasks, greedy, in every step's first rollout batch" in result.output
+    assert ("probe: the first 3 train tasks, 2 samples each at temperature 1 with fixed random numbers, in every "
+            "step's first rollout batch") in " ".join(result.output.split())
     with ResultStore(out / "results.sqlite") as store:
         runs = [r for r in store.runs() if r.method == "grpo"]
         assert [(r.method, r.seed) for r in runs] == [("grpo", 3), ("grpo", 5)]
@@ -141,7 +142,7 @@ def test_compare_with_several_seeds_trains_each_method_once_per_seed(tmp_path, t
                 (1, 0.0, 0.0), (2, 0.0, 0.0), (3, 0.0, 0.0)]
     assert "grpo (mean of seeds 3, 5)" in result.output  # the terminal plot draws the seeds' mean
     assert "probe reward" in result.output  # the probe's row of panels
-    assert "train reward (probe (fixed train tasks, greedy))" in result.output
+    assert "train reward (probe (fixed train tasks))" in result.output
     assert "gain > spread" in result.output  # the learning table of the two seeds
 
 

@@ -107,17 +107,20 @@ def test_static_rollouts_are_the_eager_rollouts(sharp_model, tokenizer):
 
 @pytest.mark.parametrize("batch_groups", [None, 1])
 def test_static_rollouts_with_greedy_riders_are_the_eager_ones(sharp_model, tokenizer, batch_groups):
-    """Sampled episodes (temperature 1, seeded) with greedy riders in the first batch: the same
-    sampled and greedy episodes on both paths."""
+    """Sampled episodes (temperature 1, seeded) with greedy riders, or sampled riders with their
+    own generators, in the first batch: the same sampled, greedy and rider episodes on both paths."""
     results = []
     for decoder in ("eager", "static"):
         engine = _engine(sharp_model, tokenizer, decoder, max_turns=3, p_stop=0.4)
         engine.batch_groups = batch_groups
-        sampled, greedy, info = engine.run_with_greedy(NO_WRITE_TRAIN[:2], 3, NO_WRITE_TRAIN[1:4], seed=5,
-                                                       greedy_seed=7)
-        results.append((_record(sampled), _record(greedy), info["generated_tokens"], info["greedy_tokens"]))
+        sampled, greedy, info = engine.run_with_probe(NO_WRITE_TRAIN[:2], 3, NO_WRITE_TRAIN[1:4], seed=5,
+                                                      probe_seed=7)
+        _, drawn, drawn_info = engine.run_with_probe(NO_WRITE_TRAIN[:2], 3, NO_WRITE_TRAIN[1:3], seed=5,
+                                                     probe_seed=7, probe_samples=2)
+        results.append((_record(sampled), _record(greedy), info["generated_tokens"], info["probe_tokens"],
+                        _record(drawn), drawn_info["probe_tokens"]))
     assert results[0] == results[1]
-    assert results[0][3] > 0
+    assert results[0][3] > 0 and results[0][5] > 0
 
 
 def test_decoder_choice(sharp_model, tokenizer):

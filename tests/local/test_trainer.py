@@ -123,13 +123,37 @@ def test_greedy_riders_are_greedy_episodes_and_leave_the_sampled_ones_as_they_we
     engine = make_engine(tiny_model, tokenizer, max_turns=3, p_stop=0.4)
     engine.batch_groups = batch_groups
     alone, alone_info = engine.run(NO_WRITE_TRAIN[:2], 3, seed=5)
-    sampled, greedy, info = engine.run_with_greedy(NO_WRITE_TRAIN[:2], 3, NO_WRITE_TRAIN[1:4], seed=5, greedy_seed=7)
+    sampled, greedy, info = engine.run_with_probe(NO_WRITE_TRAIN[:2], 3, NO_WRITE_TRAIN[1:4], seed=5, probe_seed=7)
     solo = make_engine(tiny_model, tokenizer, max_turns=3, p_stop=0.4, temperature=0.0)
     reference, _ = solo.run(NO_WRITE_TRAIN[1:4], 1, seed=7)
     assert _record(sampled) == _record(alone)
     assert _record(greedy) == _record(reference) and [ep.task_id for ep in greedy] == NO_WRITE_TRAIN[1:4]
     assert info["generated_tokens"] == alone_info["generated_tokens"]  # the riders' tokens are counted apart
-    assert info["greedy_tokens"] == sum(ep.generated_tokens for ep in greedy) > 0
+    assert info["probe_tokens"] == sum(ep.generated_tokens for ep in greedy) > 0
+
+
+@pytest.mark.parametrize("batch_groups", [None, 1])
+def test_a_sampled_probe_draws_its_own_fixed_random_numbers(tiny_model, tokenizer, batch_groups):
+    """K sampled probe rows per task: each draws from generators seeded by (probe seed, task,
+    sample, turn) alone, so the probe episodes are the same whatever rollout they ride in (other
+    tasks, another rollout seed, none), the sampled episodes are those of the rollout without
+    riders, and a task's samples differ from one another (they are draws, not the argmax)."""
+    engine = make_engine(tiny_model, tokenizer, max_turns=3, p_stop=0.4)
+    engine.batch_groups = batch_groups
+    probe = NO_WRITE_TRAIN[1:3]
+    alone, _ = engine.run(NO_WRITE_TRAIN[:2], 3, seed=5)
+    sampled, drawn, info = engine.run_with_probe(NO_WRITE_TRAIN[:2], 3, probe, seed=5, probe_seed=7, probe_samples=4)
+    _, other_batch, _ = engine.run_with_probe(NO_WRITE_TRAIN[2:5], 2, probe, seed=11, probe_seed=7, probe_samples=4)
+    _, no_batch, _ = engine.run_with_probe([], 3, probe, seed=0, probe_seed=7, probe_samples=4)
+    _, other_seed, _ = engine.run_with_probe([], 3, probe, seed=0, probe_seed=8, probe_samples=4)
+    assert _record(sampled) == _record(alone)
+    assert [(ep.task_id, ep.group) for ep in drawn] == [(t, j) for j, t in enumerate(probe) for _ in range(4)]
+    assert _record(drawn) == _record(other_batch) == _record(no_batch)
+    assert _record(other_seed) != _record(drawn)
+    assert len({tuple(ep.suffix_ids) for ep in drawn[:4]}) > 1
+    assert info["probe_tokens"] == sum(ep.generated_tokens for ep in drawn) > 0
+    with pytest.raises(ValueError, match="probe_samples must be >= 0"):
+        engine.run_with_probe([], 3, probe, seed=0, probe_samples=-1)
 
 
 def test_row_sampler_samples_some_rows_and_takes_the_argmax_of_the_others():
@@ -143,6 +167,30 @@ def test_row_sampler_samples_some_rows_and_takes_the_argmax_of_the_others():
         row_sampler([1.0, 0.0], 3)
     with pytest.raises(ValueError, match=">= 0"):
         row_sampler([1.0, -0.5, 0.0], 3)
+    with pytest.raises(ValueError, match="1 row generators for 3 rows"):
+        row_sampler(1.0, 3, row_generators=[None])
+
+
+def test_a_row_with_its_own_generator_draws_by_inverse_cdf_apart_from_the_shared_stream():
+    """Rows with their own generator draw ``softmax(z/τ)`` by the inverse CDF of one uniform
+    each: the right frequencies, never a zero-probability token, none of the shared stream's
+    numbers, and, as common random numbers, mostly the same token under a slightly moved ``z``."""
+    probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    logits = probs.clamp(min=1e-30).log().expand(3, 4).clone()
+    logits[:, 3] = -math.inf
+    shared, own = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    pick = row_sampler([1.0, 1.0, 0.0], 3, generator=shared, row_generators=[None, own, None])
+    draws = torch.stack([pick(logits) for _ in range(4000)])
+    counts = torch.bincount(draws[:, 1], minlength=4).float() / len(draws)
+    assert torch.allclose(counts, probs, atol=0.03) and counts[3] == 0
+    assert (draws[:, 2] == 0).all()  # the greedy row
+    only_shared = row_sampler([1.0, 0.0], 2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.stack([only_shared(logits[:2])[0] for _ in range(4000)]), draws[:, 0])
+    moved = logits.clone()
+    moved[:, 0] += 0.05  # p_0: 0.5 → about 0.51
+    first, second = (torch.stack([row_sampler(1.0, 1, row_generators=[torch.Generator().manual_seed(s)])(z[:1])
+                                  for s in range(2000)]) for z in (logits, moved))
+    assert (first == second).float().mean() > 0.95  # independent draws would agree about 0.38 of the time
 
 
 def test_a_step_with_a_probe_returns_its_greedy_episodes_apart_from_the_rollouts(tiny_model, tokenizer):
@@ -151,6 +199,8 @@ def test_a_step_with_a_probe_returns_its_greedy_episodes_apart_from_the_rollouts
     assert [ep.task_id for ep in result.probe] == NO_WRITE_TRAIN[:2]
     assert not {id(ep) for ep in result.probe} & {id(ep) for ep in result.rollouts}
     assert result.metrics["rollout_episodes"] == len(result.rollouts)
+    sampled = trainer.step(NO_WRITE_TRAIN[:2], probe_seed=3, probe_samples=2)
+    assert [ep.task_id for ep in sampled.probe] == [NO_WRITE_TRAIN[0]] * 2 + [NO_WRITE_TRAIN[1]] * 2
 
 
 def test_rollout_masks_only_generated_tokens(tiny_model, tokenizer):
