@@ -31,6 +31,9 @@ RESUMABLE_SETTINGS = frozenset({"loop.steps", "torch_threads", "device", "decode
 """Settings a resumed run may change: the total steps, and what does not shape the training
 (threads, the device, the rollouts' decode path, the evaluation). Anything else must match the
 checkpoint."""
+SETTINGS_ADDED = {"probe_samples": 0}
+"""Settings added after checkpoints were first written, each with the value every run had before
+it existed: a checkpoint whose stored config lacks one ran with that value."""
 
 
 class CheckpointError(InputError):
@@ -118,7 +121,8 @@ def mismatches(ckpt: Checkpoint, *, method: str, model: dict[str, Any], config: 
     for key, value in model.items():
         if ckpt.meta.get("model", {}).get(key) != value:
             found.append(f"model {key}: {ckpt.meta.get('model', {}).get(key)} ≠ {value}")
-    then, now = flat(ckpt.meta.get("config", {})), flat(json.loads(json.dumps(config)))
+    then = SETTINGS_ADDED | flat(ckpt.meta.get("config", {}))
+    now = flat(json.loads(json.dumps(config)))
     for key in sorted(set(then) | set(now)):
         if key not in RESUMABLE_SETTINGS and then.get(key) != now.get(key):
             found.append(f"{key}: {then.get(key, '(unset)')} ≠ {now.get(key, '(unset)')}")
@@ -138,6 +142,6 @@ def check_resume(ckpt: Checkpoint, *, method: str, model: dict[str, Any], config
         raise CheckpointError(f"{shown}: the checkpoint is at step {ckpt.step}, past --steps {steps}")
 
 
-__all__ = ["KEEP_CHECKPOINTS", "META_FILE", "RESUMABLE_SETTINGS", "Checkpoint", "CheckpointError",
+__all__ = ["KEEP_CHECKPOINTS", "META_FILE", "RESUMABLE_SETTINGS", "SETTINGS_ADDED", "Checkpoint", "CheckpointError",
            "check_resume", "checkpoint_meta", "find_checkpoint", "flat", "mismatches", "model_identity",
            "run_checkpoints"]

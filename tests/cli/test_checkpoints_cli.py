@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from leaderboards.store import ResultStore
+from sgcd_bench.checkpoints import Checkpoint, mismatches
 from tests.cli.helpers import invoke, one_line_error, only_an_error_line, tiny_model_dir
 
 SIZES = ("--env", "tiny-shop", "--no-warm-start", "--group-size", "2", "--groups-per-batch", "1",
@@ -134,6 +135,16 @@ def test_resume_with_another_method_is_one_line_before_the_model_loads(model_dir
 def test_resume_with_another_learning_rate_says_what_differs(model_dir, checkpoint):
     result = invoke(*train_args(model_dir, checkpoint.parent.parent, 3, "--lr", "0.001", "--resume", str(checkpoint)))
     one_line_error(result, "does not match this run", "grpo.lr: 1e-05 ≠ 0.001")
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_old_value(tmp_path):
+    """A setting added later (``SETTINGS_ADDED``) is absent from an older checkpoint's config: it
+    reads as the value every run had then, so only a run that asks for another value differs."""
+    config = {"probe_tasks": 10, "probe_samples": 0, "grpo": {"lr": 1e-5}}
+    older = Checkpoint(tmp_path, 1, {"method": "grpo", "config": {"probe_tasks": 10, "grpo": {"lr": 1e-5}}})
+    assert mismatches(older, method="grpo", model={}, config=config) == []
+    assert mismatches(older, method="grpo", model={}, config={**config, "probe_samples": 2}) == [
+        "probe_samples: 0 ≠ 2"]
 
 
 def test_resume_with_another_model_says_so(model_dir, checkpoint, tmp_path, tokenizer):
