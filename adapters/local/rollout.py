@@ -347,8 +347,8 @@ class RolloutEngine:
 
         ``probe_samples`` = 0 plays each probe task once, greedily; K > 0 plays it K times at
         the rollout temperature, sample k of task j drawing from its own generators seeded by
-        (``probe_seed``, j, k, turn) alone (:func:`probe_row_seed`), never from the rollout's. The
-        probe episode (j, k) is reset with the env seed that :meth:`run` gives sibling k of group j
+        (``probe_seed``, j, k, turn) alone (:func:`episode_seed`, :func:`turn_seed`), never from
+        the rollout's. The probe episode (j, k) is reset with the env seed that :meth:`run` gives sibling k of group j
         under ``seed=probe_seed``, so with a fixed ``probe_seed`` it is the same episode, with the
         same random numbers, at every call: its outcome changes only with the policy (common
         random numbers, :func:`row_sampler`)."""
@@ -361,13 +361,14 @@ class RolloutEngine:
         envs = []
         for g, task_id in enumerate(task_ids):
             for k in range(group_size):
-                ep, env = self._start(task_id, g, seed=seed * 1_000_003 + g * 101 + k)
+                ep, env = self._start(task_id, g, seed=episode_seed(seed, g, k))
                 episodes.append(ep)
                 envs.append(env)
         draws = [(j, k) for j in range(len(probe_task_ids)) for k in range(max(probe_samples, 1))]
-        probe = [self._start(probe_task_ids[j], j, seed=probe_seed * 1_000_003 + j * 101 + k) for j, k in draws]
+        draw_seeds = [episode_seed(probe_seed, j, k) for j, k in draws]
+        probe = [self._start(probe_task_ids[j], j, seed=s) for (j, _), s in zip(draws, draw_seeds)]
         probe_temperature = self.temperature if probe_samples else 0.0
-        probe_seeds = [probe_row_seed(probe_seed, j, k) if probe_samples else None for j, k in draws]
+        probe_seeds = draw_seeds if probe_samples else [None] * len(draws)  # a greedy row draws nothing
         per = max(len(task_ids), 1) if self.batch_groups is None else self.batch_groups
         every = episodes + [ep for ep, _ in probe]
 
@@ -539,9 +540,10 @@ def sample_generator(parent: torch.Generator, device: torch.device | str = "cpu"
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def probe_row_seed(probe_seed: int, task: int, sample: int) -> int:
-    """The seed of probe sample ``sample`` of probe task ``task``: a function of the three alone."""
-    return (probe_seed * 1_000_003 + task * 101 + sample) % 2**62
+def episode_seed(seed: int, group: int, sibling: int) -> int:
+    """The seed of sibling ``sibling`` of group ``group`` in a rollout under ``seed``: its env's
+    reset seed, and for a sampled probe row also its sampler's (via :func:`turn_seed`)."""
+    return seed * 1_000_003 + group * 101 + sibling
 
 
 def turn_seed(row_seed: int, turn: int) -> int:
